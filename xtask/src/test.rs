@@ -1,0 +1,155 @@
+//! `cargo xtask test`: the one command that runs every check, in the order that fails fastest.
+//! It installs what it needs (a Python venv with schemathesis) so it also works on a new machine.
+
+use crate::repo_root;
+use anyhow::{bail, Context};
+use camino::{Utf8Path, Utf8PathBuf};
+use std::net::TcpListener;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// Pinned so contract-test results do not move under us.
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+#[derive(clap::Args)]
+pub struct TestArgs {
+    /// Skip fmt and clippy (for a quick local loop; CI never passes this).
+    #[arg(long)]
+    quick: bool,
+    /// Skip the schemathesis contract run.
+    #[arg(long)]
+    no_contract: bool,
+}
+
+pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let root = repo_root();
+    if !args.quick {
+        step("cargo fmt --check", &mut cargo(&root, &["fmt", "--all", "--", "--check"]))?;
+        step(
+            "cargo clippy",
+            &mut cargo(&root, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        )?;
+    }
+    step("openapi check", &mut cargo(&root, &["xtask", "openapi", "check"]))?;
+    // One build of every target; the test runner and the contract run reuse it.
+    step("cargo build", &mut cargo(&root, &["build", "--workspace", "--all-targets"]))?;
+    let mut tests = if has_nextest() {
+        cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"])
+    } else {
+        cargo(&root, &["test", "--workspace", "--no-fail-fast"])
+    };
+    step("unit and integration tests", &mut tests)?;
+    if !args.no_contract {
+        contract_tests(&root)?;
+    }
+    eprintln!("xtask test: all checks passed");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cargo(root: &Utf8Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args).current_dir(root);
+    cmd
+}
+
+fn has_nextest() -> bool {
+    Command::new("cargo")
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn step(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("==> {name}");
+    let status = cmd.status().with_context(|| format!("starting {name}"))?;
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Schemathesis against the real server binary on its embedded store, with a valid token.
+fn contract_tests(root: &Utf8Path) -> anyhow::Result<()> {
+    let venv = root.join(".venv");
+    let st = venv.join("bin/st");
+    if !st.exists() {
+        step("python venv", Command::new("python3").args(["-m", "venv", venv.as_str()]))?;
+        step(
+            "pip install schemathesis",
+            Command::new(venv.join("bin/pip")).args(["install", "-q", SCHEMATHESIS]),
+        )?;
+    }
+    let server_bin = root.join("target/debug/dashboard-server");
+    let data = tempfile::tempdir()?;
+    let data_dir = Utf8PathBuf::from_path_buf(data.path().to_owned()).expect("utf-8 temp path");
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let base = format!("http://127.0.0.1:{port}");
+    let server = Command::new(&server_bin)
+        .args(["serve", "--no-seed"])
+        .env("DASHBOARD_BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("DASHBOARD_DATA_DIR", &data_dir)
+        .env("DASHBOARD_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(data_dir.join("server.log"))?)
+        .spawn()
+        .context("starting dashboard-server")?;
+    let _guard = KillOnDrop(server);
+    wait_ready(&format!("{base}/healthz"))?;
+    let token = Command::new(&server_bin)
+        .args(["mint-token", "--user-id", "contract-test-member"])
+        .env("DASHBOARD_DATA_DIR", &data_dir)
+        .output()?;
+    if !token.status.success() {
+        bail!("mint-token failed: {}", String::from_utf8_lossy(&token.stderr));
+    }
+    let token = String::from_utf8(token.stdout)?.trim().to_owned();
+    let result = step(
+        "schemathesis",
+        Command::new(&st)
+            .args(["run", root.join("openapi/dashboard.json").as_str(), "--url", &base])
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,\
+                 response_schema_conformance,response_headers_conformance",
+            ])
+            .args(["--max-examples", "60", "--seed", "1", "--no-color"])
+            .env("SCHEMATHESIS_HOOKS", "")
+            .current_dir(root),
+    );
+    if result.is_err() {
+        let log = std::fs::read_to_string(data_dir.join("server.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        eprintln!("server log (last lines):");
+        for line in tail.into_iter().rev() {
+            eprintln!("  {line}");
+        }
+    }
+    result
+}
+
+fn wait_ready(url: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        let ok = Command::new("curl")
+            .args(["-fsS", "-o", "/dev/null", url])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("server did not become ready at {url} within 30 s")
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
