@@ -1,1 +1,102 @@
+//! The member dashboard API server: Dropshot handlers over DynamoDB.
+//!
+//! [`start`] is the whole server: the binary, the integration tests and (later) the Lambda
+//! build all go through it.
 
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod logging;
+pub mod profiles;
+pub mod storage;
+pub mod validate;
+
+use anyhow::Context as _;
+use config::{Config, StoreConfig};
+use slog::{info, Logger};
+use std::net::SocketAddr;
+use storage::Store;
+
+/// Default cap on request bodies. Dropshot's own default (1 KiB) is too small for real
+/// payloads; endpoints that need less set their own limit.
+pub const DEFAULT_BODY_MAX_BYTES: usize = 256 * 1024;
+
+/// Shared state of every request.
+pub struct ServerContext {
+    pub store: Store,
+    pub auth: auth::Authenticator,
+}
+
+/// A started server and, when used, the embedded store it talks to.
+pub struct RunningServer {
+    pub server: dropshot::HttpServer<ServerContext>,
+    #[cfg(feature = "embedded")]
+    pub embedded: Option<storage::embedded::EmbeddedStore>,
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.server.app_private().store
+    }
+
+    /// Stops the HTTP server, then the embedded store (flushing it to disk).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.server.close().await.map_err(|e| anyhow::anyhow!(e))?;
+        #[cfg(feature = "embedded")]
+        if let Some(embedded) = self.embedded {
+            embedded.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
+/// Connects the store (starting the embedded one if configured), creates local tables, and
+/// starts serving.
+pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServer> {
+    #[cfg(feature = "embedded")]
+    let mut embedded = None;
+    let store = match &config.store {
+        StoreConfig::Aws { region } => Store::connect(region, None, &config.table_prefix).await,
+        StoreConfig::Endpoint { url, region } => {
+            let store = Store::connect(region, Some(url), &config.table_prefix).await;
+            store.ensure_tables(&config.table_prefix).await.context("creating tables")?;
+            store
+        }
+        #[cfg(feature = "embedded")]
+        StoreConfig::Embedded { data_dir } => {
+            let running = storage::embedded::EmbeddedStore::start(data_dir.as_deref())
+                .await
+                .context("starting the embedded store")?;
+            let store = Store::connect("local", Some(&running.endpoint), &config.table_prefix).await;
+            store.ensure_tables(&config.table_prefix).await.context("creating tables")?;
+            info!(log, "embedded store ready"; "endpoint" => &running.endpoint,
+                "persisted" => data_dir.as_ref().map(|d| d.display().to_string()));
+            embedded = Some(running);
+            store
+        }
+        #[cfg(not(feature = "embedded"))]
+        StoreConfig::Embedded { .. } => anyhow::bail!("this build has no embedded store"),
+    };
+    let context = ServerContext { store, auth: auth::Authenticator::new(config.auth.clone()) };
+    let api = dashboard_api::dashboard_api_mod::api_description::<http::DashboardImpl>()
+        .map_err(|e| anyhow::anyhow!("building the API description: {e}"))?;
+    let dropshot_config = dropshot::ConfigDropshot {
+        bind_address: config.bind_addr,
+        default_request_body_max_bytes: DEFAULT_BODY_MAX_BYTES,
+        ..Default::default()
+    };
+    let server = dropshot::ServerBuilder::new(api, context, log.clone())
+        .config(dropshot_config)
+        .start()
+        .map_err(|e| anyhow::anyhow!("starting the HTTP server on {}: {e}", config.bind_addr))?;
+    Ok(RunningServer {
+        server,
+        #[cfg(feature = "embedded")]
+        embedded,
+    })
+}

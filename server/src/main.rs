@@ -1,1 +1,172 @@
-fn main(){}
+//! `dashboard-server`: runs the API (the default command) or mints a development token.
+
+use clap::{Parser, Subcommand};
+use dashboard_server::config::{self, ServerArgs, DEV_CLIENT_ID, DEV_ISSUER};
+use dashboard_server::{auth, logging, storage::profiles::ProfileItem};
+use slog::{info, warn};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(version, about = "Babes Club member dashboard API server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server (the default when no command is given).
+    Serve(ServeArgs),
+    /// Print a development HS256 token for a member (development only).
+    MintToken(MintArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Do not create the demo member on the development default.
+    #[arg(long)]
+    no_seed: bool,
+}
+
+#[derive(clap::Args)]
+struct MintArgs {
+    /// The member's user id (the token's `sub`).
+    #[arg(long)]
+    user_id: String,
+    /// Optional `email` claim.
+    #[arg(long)]
+    email: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl_secs: u64,
+    /// OAuth scopes to include (repeatable).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Folder of the development secret.
+    #[arg(long, env = "DASHBOARD_DATA_DIR", default_value = ".dashboard")]
+    data_dir: std::path::PathBuf,
+    /// Sign with this shared secret instead of the development one.
+    #[arg(long, env = "DASHBOARD_JWT_HS256_SECRET", hide_env_values = true)]
+    jwt_hs256_secret: Option<String>,
+    #[arg(long, env = "DASHBOARD_JWT_ISSUER", default_value = DEV_ISSUER)]
+    jwt_issuer: String,
+    #[arg(long, env = "DASHBOARD_JWT_CLIENT_ID", default_value = DEV_CLIENT_ID)]
+    jwt_client_id: String,
+}
+
+/// Only to read `ServeArgs` from the environment when no command is given.
+#[derive(Parser)]
+struct DefaultServe {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+const DEMO_USER: &str = "demo-member";
+const DEMO_EMAIL: &str = "demo@babes.club";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Serve(DefaultServe::parse_from(["dashboard-server"]).args));
+    match command {
+        Command::MintToken(args) => mint(args),
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("building the tokio runtime");
+            runtime.block_on(serve(args))
+        }
+    }
+}
+
+fn mint(args: MintArgs) -> ExitCode {
+    let secret = match args.jwt_hs256_secret {
+        Some(secret) => secret.into_bytes(),
+        None => match config::dev_secret(&args.data_dir) {
+            Ok(secret) => secret,
+            Err(error) => {
+                eprintln!("dashboard-server: {error}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let token = auth::mint_dev_token(
+        &secret,
+        &args.jwt_issuer,
+        &args.jwt_client_id,
+        &args.user_id,
+        args.email.as_deref(),
+        &args.scopes,
+        Duration::from_secs(args.ttl_secs),
+    );
+    println!("{token}");
+    ExitCode::SUCCESS
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let data_dir = args.server.data_dir.clone();
+    let config = match args.server.resolve() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("dashboard-server: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let log = logging::logger(config.log_format, &config.log_level);
+    let running = match dashboard_server::start(&config, &log).await {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("dashboard-server: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = running.local_addr();
+    info!(log, "listening"; "address" => addr.to_string());
+    if config.auth.dev_mode && !args.no_seed {
+        let seeded = ProfileItem {
+            display_name: Some("Demo Member".into()),
+            ..ProfileItem::new(DEMO_USER, Some(DEMO_EMAIL.into()), chrono::Utc::now())
+        };
+        if let Err(error) = running.store().create_profile(&seeded).await {
+            warn!(log, "could not seed the demo member"; "error" => error.to_string());
+        }
+        let secret = config.auth.hs256_secret.as_deref().expect("dev mode has a secret");
+        let token = auth::mint_dev_token(
+            secret,
+            DEV_ISSUER,
+            DEV_CLIENT_ID,
+            DEMO_USER,
+            Some(DEMO_EMAIL),
+            &[],
+            Duration::from_secs(12 * 3600),
+        );
+        println!(
+            "\nBabes Club dashboard API on http://{addr}\n\
+             Embedded store in {dir}\n\n\
+             DEVELOPMENT ONLY token for {DEMO_USER} (HS256, dev secret, valid 12 h):\n{token}\n\n\
+             Try it:\n  curl -s -H 'Authorization: Bearer {token}' http://{addr}/dashboard/profile\n",
+            dir = data_dir.display(),
+        );
+    }
+    tokio::select! {
+        result = running.server.wait_for_shutdown() => {
+            if let Err(error) = result {
+                eprintln!("dashboard-server: {error}");
+                return ExitCode::FAILURE;
+            }
+            return ExitCode::SUCCESS;
+        }
+        _ = tokio::signal::ctrl_c() => info!(log, "shutting down"),
+    }
+    // Close the store cleanly so the embedded SQLite file is consistent.
+    if let Err(error) = running.stop().await {
+        eprintln!("dashboard-server: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,223 @@
+//! Configuration from environment variables (and the same names as flags), resolved once at
+//! start into the settings each module needs. Every mistake is reported as one clear line.
+
+use clap::{Args, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Issuer and audience used by the development HS256 tokens of the embedded default.
+pub const DEV_ISSUER: &str = "babes-club-dev";
+pub const DEV_CLIENT_ID: &str = "dashboard-dev";
+
+/// Everything the server reads from its environment. Field docs are the `--help` text.
+#[derive(Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// Address the HTTP server binds to.
+    #[arg(long, env = "DASHBOARD_BIND_ADDR", default_value = "127.0.0.1:8080")]
+    pub bind_addr: SocketAddr,
+
+    /// Expected `iss` claim of member tokens (for Cognito:
+    /// https://cognito-idp.<region>.amazonaws.com/<pool id>).
+    #[arg(long, env = "DASHBOARD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Expected `client_id` claim (access tokens) or `aud` (ID tokens, when accepted).
+    #[arg(long, env = "DASHBOARD_JWT_CLIENT_ID")]
+    pub jwt_client_id: Option<String>,
+
+    /// URL of the issuer's JWKS (RS256 tokens).
+    #[arg(long, env = "DASHBOARD_JWKS_URL", conflicts_with = "jwks_file")]
+    pub jwks_url: Option<String>,
+
+    /// File holding the issuer's JWKS (RS256 tokens).
+    #[arg(long, env = "DASHBOARD_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+
+    /// Shared secret for HS256 tokens from the shop's existing auth.
+    #[arg(long, env = "DASHBOARD_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<String>,
+
+    /// Also accept ID tokens (`token_use` = `id`) whose `aud` is the client id.
+    #[arg(long, env = "DASHBOARD_JWT_ACCEPT_ID_TOKENS", default_value_t = false)]
+    pub jwt_accept_id_tokens: bool,
+
+    /// Least number of seconds between two JWKS refreshes caused by an unknown `kid`.
+    #[arg(long, env = "DASHBOARD_JWKS_MIN_REFRESH_SECS", default_value_t = 30)]
+    pub jwks_min_refresh_secs: u64,
+
+    /// DynamoDB endpoint URL. Unset, and with no AWS region, the embedded store is used.
+    #[arg(long, env = "DASHBOARD_DYNAMODB_ENDPOINT")]
+    pub dynamodb_endpoint: Option<String>,
+
+    /// AWS region (standard AWS variable). Set without an endpoint, the server uses AWS.
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
+
+    /// Prefix for every table name (for example `prod-`).
+    #[arg(long, env = "DASHBOARD_TABLE_PREFIX", default_value = "")]
+    pub table_prefix: String,
+
+    /// Folder of the embedded store (SQLite file) and the development token secret.
+    #[arg(long, env = "DASHBOARD_DATA_DIR", default_value = ".dashboard")]
+    pub data_dir: PathBuf,
+
+    /// Log format.
+    #[arg(long, env = "DASHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Log level (trace, debug, info, warn, error).
+    #[arg(long, env = "DASHBOARD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (production, CloudWatch).
+    Json,
+    /// Human-readable lines (local runs).
+    Pretty,
+}
+
+/// Where the tables live.
+#[derive(Clone, Debug)]
+pub enum StoreConfig {
+    /// A DynamoDB-API endpoint (a standalone emulator or a VPC endpoint).
+    Endpoint { url: String, region: String },
+    /// AWS itself, with the default credential chain.
+    Aws { region: String },
+    /// The in-process emulator, persisted under this folder (`None`: in memory).
+    Embedded { data_dir: Option<PathBuf> },
+}
+
+/// Where RS256 keys come from.
+#[derive(Clone, Debug)]
+pub enum JwksSource {
+    Url(String),
+    File(PathBuf),
+}
+
+/// Token checks, resolved.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub accept_id_tokens: bool,
+    pub hs256_secret: Option<Vec<u8>>,
+    pub jwks: Option<JwksSource>,
+    pub jwks_min_refresh: Duration,
+    /// Seconds of clock skew tolerated on `exp` and `nbf`.
+    pub leeway_secs: u64,
+    /// True when this is the development default (a generated HS256 secret).
+    pub dev_mode: bool,
+}
+
+/// The whole server configuration, resolved and checked.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind_addr: SocketAddr,
+    pub auth: AuthConfig,
+    pub store: StoreConfig,
+    pub table_prefix: String,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+impl ServerArgs {
+    /// Checks the settings and resolves them. The error is one line, fit to print and exit.
+    pub fn resolve(self) -> Result<Config, String> {
+        let store = match (self.dynamodb_endpoint, self.aws_region) {
+            (Some(url), region) => {
+                url::Url::parse(&url)
+                    .map_err(|e| format!("DASHBOARD_DYNAMODB_ENDPOINT is not a URL: {e}"))?;
+                StoreConfig::Endpoint { url, region: region.unwrap_or_else(|| "local".into()) }
+            }
+            (None, Some(region)) => StoreConfig::Aws { region },
+            (None, None) => {
+                if !cfg!(feature = "embedded") {
+                    return Err("no store configured: set DASHBOARD_DYNAMODB_ENDPOINT or \
+                                AWS_REGION (this build has no embedded store)"
+                        .into());
+                }
+                StoreConfig::Embedded { data_dir: Some(self.data_dir.clone()) }
+            }
+        };
+        let jwks = match (self.jwks_url, self.jwks_file) {
+            (Some(url), _) => {
+                url::Url::parse(&url).map_err(|e| format!("DASHBOARD_JWKS_URL is not a URL: {e}"))?;
+                Some(JwksSource::Url(url))
+            }
+            (None, Some(file)) => Some(JwksSource::File(file)),
+            (None, None) => None,
+        };
+        let hs256_secret = self.jwt_hs256_secret.map(String::into_bytes);
+        if let Some(secret) = &hs256_secret {
+            if secret.len() < 32 {
+                return Err("DASHBOARD_JWT_HS256_SECRET must be at least 32 bytes".into());
+            }
+        }
+        let any_auth = jwks.is_some()
+            || hs256_secret.is_some()
+            || self.jwt_issuer.is_some()
+            || self.jwt_client_id.is_some();
+        let embedded = matches!(store, StoreConfig::Embedded { .. });
+        let auth = if !any_auth && embedded {
+            AuthConfig {
+                issuer: DEV_ISSUER.into(),
+                client_id: DEV_CLIENT_ID.into(),
+                accept_id_tokens: false,
+                hs256_secret: Some(dev_secret(&self.data_dir)?),
+                jwks: None,
+                jwks_min_refresh: Duration::from_secs(self.jwks_min_refresh_secs),
+                leeway_secs: 5,
+                dev_mode: true,
+            }
+        } else {
+            if jwks.is_none() && hs256_secret.is_none() {
+                return Err("no token verification configured: set DASHBOARD_JWKS_URL, \
+                            DASHBOARD_JWKS_FILE or DASHBOARD_JWT_HS256_SECRET"
+                    .into());
+            }
+            let issuer = self.jwt_issuer.ok_or(
+                "DASHBOARD_JWT_ISSUER is required when token verification is configured",
+            )?;
+            let client_id = self.jwt_client_id.ok_or(
+                "DASHBOARD_JWT_CLIENT_ID is required when token verification is configured",
+            )?;
+            AuthConfig {
+                issuer,
+                client_id,
+                accept_id_tokens: self.jwt_accept_id_tokens,
+                hs256_secret,
+                jwks,
+                jwks_min_refresh: Duration::from_secs(self.jwks_min_refresh_secs),
+                leeway_secs: 5,
+                dev_mode: false,
+            }
+        };
+        Ok(Config {
+            bind_addr: self.bind_addr,
+            auth,
+            store,
+            table_prefix: self.table_prefix,
+            log_format: self.log_format,
+            log_level: self.log_level,
+        })
+    }
+}
+
+/// The development HS256 secret: random, kept in the data folder so dev tokens survive
+/// restarts, and never in the repository.
+pub fn dev_secret(data_dir: &std::path::Path) -> Result<Vec<u8>, String> {
+    let path = data_dir.join("dev-hs256-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return hex::decode(existing.trim())
+            .map_err(|e| format!("{} is corrupt ({e}); delete it", path.display()));
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data folder {}: {e}", data_dir.display()))?;
+    let secret: [u8; 32] = rand::random();
+    std::fs::write(&path, hex::encode(secret))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(secret.to_vec())
+}

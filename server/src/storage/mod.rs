@@ -1,0 +1,126 @@
+//! Storage over DynamoDB (`aws-sdk-dynamodb`): one implementation, pointed at AWS, at any
+//! DynamoDB-API endpoint, or at the embedded emulator. One module per table.
+
+#[cfg(feature = "embedded")]
+pub mod embedded;
+pub mod profiles;
+pub mod schema;
+
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::Client;
+use std::time::Duration;
+
+/// Storage failures, as the domain sees them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Throttled, unreachable or timed out: worth retrying later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A conditional write found a different version than expected.
+    #[error("conditional write failed")]
+    ConditionFailed,
+    /// Anything else: a bug or corrupt data.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+/// Error codes DynamoDB uses for "try again later".
+const RETRYABLE_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "LimitExceededException",
+];
+
+impl<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug> From<SdkError<E, R>>
+    for StoreError
+{
+    fn from(error: SdkError<E, R>) -> Self {
+        match &error {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+                StoreError::Unavailable(format!("{error:?}"))
+            }
+            _ => match error.code() {
+                Some("ConditionalCheckFailedException") => StoreError::ConditionFailed,
+                Some(code) if RETRYABLE_CODES.contains(&code) => {
+                    StoreError::Unavailable(code.to_string())
+                }
+                _ => StoreError::Internal(format!("{error:?}")),
+            },
+        }
+    }
+}
+
+impl From<serde_dynamo::Error> for StoreError {
+    fn from(error: serde_dynamo::Error) -> Self {
+        StoreError::Internal(format!("item conversion: {error}"))
+    }
+}
+
+/// Table names after the configured prefix.
+#[derive(Clone, Debug)]
+pub struct TableNames {
+    pub user_profiles: String,
+}
+
+impl TableNames {
+    pub fn new(prefix: &str) -> Self {
+        TableNames { user_profiles: format!("{prefix}{}", schema::USER_PROFILES) }
+    }
+}
+
+/// The DynamoDB client and table names; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub client: Client,
+    pub tables: TableNames,
+}
+
+impl Store {
+    /// Builds the SDK client for AWS (`endpoint` = None) or a DynamoDB-API endpoint. No network
+    /// work happens here, so cold start stays cheap.
+    pub async fn connect(region: &str, endpoint: Option<&str>, prefix: &str) -> Self {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .operation_attempt_timeout(Duration::from_secs(2))
+            .operation_timeout(Duration::from_secs(5))
+            .build();
+        let config = match endpoint {
+            None => {
+                let shared = aws_config::defaults(BehaviorVersion::latest())
+                    .region(Region::new(region.to_string()))
+                    .load()
+                    .await;
+                aws_sdk_dynamodb::config::Builder::from(&shared).timeout_config(timeouts).build()
+            }
+            // Emulators accept any credentials; static ones avoid probing the credential chain.
+            Some(url) => aws_sdk_dynamodb::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(region.to_string()))
+                .endpoint_url(url)
+                .credentials_provider(Credentials::new("local", "local", None, None, "static"))
+                .timeout_config(timeouts)
+                .build(),
+        };
+        Store { client: Client::from_conf(config), tables: TableNames::new(prefix) }
+    }
+
+    /// Creates missing tables (local runs and tests; production tables come from `infra/`).
+    pub async fn ensure_tables(&self, prefix: &str) -> Result<(), StoreError> {
+        let existing = self.client.list_tables().send().await?;
+        let existing = existing.table_names();
+        for spec in schema::tables() {
+            let name = format!("{prefix}{}", spec.base_name);
+            if !existing.contains(&name) {
+                spec.create(&self.client, &name)
+                    .await
+                    .map_err(|e| StoreError::Internal(format!("creating {name}: {e:?}")))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! Table definitions as data: the server creates them locally from here, and the deployment
+//! template is checked against the same definitions.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, ScalarAttributeType,
+};
+
+/// One key attribute: its name and DynamoDB scalar type (`S` or `N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub name: &'static str,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub name: &'static str,
+    pub partition: Key,
+    pub sort: Option<Key>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableSpec {
+    /// Name without the configured prefix.
+    pub base_name: &'static str,
+    pub partition: Key,
+    pub sort: Option<Key>,
+    pub global_indexes: Vec<IndexSpec>,
+    pub ttl_attribute: Option<&'static str>,
+}
+
+pub const USER_PROFILES: &str = "UserProfiles";
+pub const BY_STRIPE_CUSTOMER: &str = "byStripeCustomerId";
+
+/// Every table the server uses.
+pub fn tables() -> Vec<TableSpec> {
+    vec![TableSpec {
+        base_name: USER_PROFILES,
+        partition: Key { name: "userId", kind: "S" },
+        sort: None,
+        global_indexes: vec![IndexSpec {
+            name: BY_STRIPE_CUSTOMER,
+            partition: Key { name: "stripeCustomerId", kind: "S" },
+            sort: None,
+        }],
+        ttl_attribute: None,
+    }]
+}
+
+fn key_element(key: &Key, key_type: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(key.name)
+        .key_type(key_type)
+        .build()
+        .expect("key schema element has its required fields")
+}
+
+fn key_schema(partition: &Key, sort: Option<&Key>) -> Vec<KeySchemaElement> {
+    let mut keys = vec![key_element(partition, KeyType::Hash)];
+    keys.extend(sort.map(|s| key_element(s, KeyType::Range)));
+    keys
+}
+
+impl TableSpec {
+    /// Every attribute that appears in a key of the table or an index, once.
+    fn attribute_definitions(&self) -> Vec<AttributeDefinition> {
+        let mut keys = vec![self.partition];
+        keys.extend(self.sort);
+        for index in &self.global_indexes {
+            keys.push(index.partition);
+            keys.extend(index.sort);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        keys.into_iter()
+            .filter(|k| seen.insert(k.name))
+            .map(|k| {
+                AttributeDefinition::builder()
+                    .attribute_name(k.name)
+                    .attribute_type(ScalarAttributeType::from(k.kind))
+                    .build()
+                    .expect("attribute definition has its required fields")
+            })
+            .collect()
+    }
+
+    /// Sends CreateTable for this spec under `name`.
+    pub async fn create(
+        &self,
+        client: &aws_sdk_dynamodb::Client,
+        name: &str,
+    ) -> Result<(), aws_sdk_dynamodb::Error> {
+        let indexes: Vec<GlobalSecondaryIndex> = self
+            .global_indexes
+            .iter()
+            .map(|index| {
+                GlobalSecondaryIndex::builder()
+                    .index_name(index.name)
+                    .set_key_schema(Some(key_schema(&index.partition, index.sort.as_ref())))
+                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    .build()
+                    .expect("index has its required fields")
+            })
+            .collect();
+        client
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_key_schema(Some(key_schema(&self.partition, self.sort.as_ref())))
+            .set_attribute_definitions(Some(self.attribute_definitions()))
+            .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+            .send()
+            .await?;
+        if let Some(attribute) = self.ttl_attribute {
+            client
+                .update_time_to_live()
+                .table_name(name)
+                .time_to_live_specification(
+                    aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                        .attribute_name(attribute)
+                        .enabled(true)
+                        .build()
+                        .expect("TTL specification has its required fields"),
+                )
+                .send()
+                .await?;
+        }
+        Ok(())
+    }
+}
