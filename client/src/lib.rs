@@ -4,5 +4,5 @@
 progenitor::generate_api!(
     spec = "../openapi/dashboard.json",
     interface = Positional,
-    derives = [schemars::JsonSchema],
+    derives = [schemars::JsonSchema, PartialEq],
 );

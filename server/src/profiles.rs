@@ -94,7 +94,7 @@ fn audit(
         "record_type" => "audit",
         "action" => "profile.update",
         "user_id" => &identity.user_id,
-        "at" => at.to_rfc3339(),
+        "at" => at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "changed_fields" => fields.join(","),
         "changes" => slog::Serde(Value::Object(changes)),
     );

@@ -1,1 +1,189 @@
+//! Test harness: starts a real server (Dropshot on 127.0.0.1, port 0) over a fresh embedded
+//! store, and hands out generated clients. Tests speak to the server only through
+//! `dashboard_client`; they never call server code directly.
 
+use dashboard_client::Client;
+use dashboard_server::config::{AuthConfig, Config, JwksSource, LogFormat, StoreConfig};
+use dashboard_server::RunningServer;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub mod jwks;
+
+pub const ISSUER: &str = "https://issuer.test/pool";
+pub const CLIENT_ID: &str = "test-client";
+
+/// What a test server should look like.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Persist the store here (default: in memory).
+    pub data_dir: Option<PathBuf>,
+    /// Verify RS256 tokens against this JWKS URL.
+    pub jwks_url: Option<String>,
+    /// Least time between JWKS refreshes.
+    pub jwks_min_refresh: Duration,
+    /// Reuse this HS256 secret (default: a fresh random one).
+    pub hs256_secret: Option<Vec<u8>>,
+}
+
+/// A running server and what a test needs to talk to it.
+pub struct TestServer {
+    running: Option<RunningServer>,
+    pub base_url: String,
+    pub hs256_secret: Vec<u8>,
+    logs: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Collects the server's JSON log lines so tests can look for audit records.
+#[derive(Clone)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let hs256_secret = options.hs256_secret.clone().unwrap_or_else(|| {
+            let secret: [u8; 32] = rand::random();
+            secret.to_vec()
+        });
+        let config = Config {
+            bind_addr: "127.0.0.1:0".parse().unwrap(),
+            auth: AuthConfig {
+                issuer: ISSUER.into(),
+                client_id: CLIENT_ID.into(),
+                accept_id_tokens: false,
+                hs256_secret: Some(hs256_secret.clone()),
+                jwks: options.jwks_url.clone().map(JwksSource::Url),
+                jwks_min_refresh: options.jwks_min_refresh,
+                leeway_secs: 5,
+                dev_mode: false,
+            },
+            store: StoreConfig::Embedded { data_dir: options.data_dir.clone() },
+            table_prefix: "test-".into(),
+            log_format: LogFormat::Json,
+            log_level: "info".into(),
+        };
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let drain = dashboard_server::logging::json_drain(SharedBuf(logs.clone()));
+        let log = slog::Logger::root(slog::Drain::fuse(Mutex::new(drain)), slog::o!());
+        let running = dashboard_server::start(&config, &log).await.expect("server starts");
+        let base_url = format!("http://{}", running.local_addr());
+        TestServer { running: Some(running), base_url, hs256_secret, logs }
+    }
+
+    /// A generated client that sends `Authorization: Bearer <token>`.
+    pub fn client(&self, token: &str) -> Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = format!("Bearer {token}");
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(&value) {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        self.client_with_headers(headers)
+    }
+
+    /// A generated client with exactly these default headers (for hostile-token tests).
+    pub fn client_with_headers(&self, headers: reqwest::header::HeaderMap) -> Client {
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Client::new_with_client(&self.base_url, http)
+    }
+
+    /// A client for a member, with a valid HS256 token.
+    pub fn member(&self, user_id: &str) -> Client {
+        self.client(&self.token(json!({ "sub": user_id })))
+    }
+
+    /// A valid HS256 token; `overrides` replaces or adds claims (`null` removes one).
+    pub fn token(&self, overrides: Value) -> String {
+        hs256(&self.hs256_secret, claims(overrides))
+    }
+
+    /// The audit records the server has logged so far.
+    pub fn audit_records(&self) -> Vec<Value> {
+        let logs = self.logs.lock().unwrap();
+        String::from_utf8_lossy(&logs)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|record| record["record_type"] == "audit")
+            .collect()
+    }
+
+    /// Everything logged so far, as text (to check that secrets never appear).
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&self.logs.lock().unwrap()).into_owned()
+    }
+
+    /// Stops the store under a running server (to test outages).
+    pub async fn stop_store(&mut self) {
+        let running = self.running.as_mut().unwrap();
+        if let Some(store) = running.embedded.take() {
+            store.shutdown().await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await.unwrap();
+        }
+    }
+}
+
+/// Standard valid claims for the test issuer, with overrides applied.
+pub fn claims(overrides: Value) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({
+        "sub": "member-1",
+        "iss": ISSUER,
+        "client_id": CLIENT_ID,
+        "token_use": "access",
+        "iat": now,
+        "exp": now + 600,
+    });
+    for (key, value) in overrides.as_object().cloned().unwrap_or_default() {
+        if value.is_null() {
+            claims.as_object_mut().unwrap().remove(&key);
+        } else {
+            claims[key] = value;
+        }
+    }
+    claims
+}
+
+pub fn hs256(secret: &[u8], claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+/// The error body and status of a failed call, or a panic if the call succeeded.
+pub fn expect_error<T: std::fmt::Debug>(
+    result: Result<T, dashboard_client::Error<dashboard_client::types::ApiError>>,
+) -> (u16, dashboard_client::types::ApiError) {
+    match result {
+        Err(dashboard_client::Error::ErrorResponse(response)) => {
+            let status = response.status().as_u16();
+            (status, response.into_inner())
+        }
+        other => panic!("expected an error response, got {other:?}"),
+    }
+}
