@@ -215,9 +215,11 @@ pub struct IfMatchHeader {
 pub struct ProfileUpdate {
     /// Contact email (at most 254 characters).
     #[serde(default)]
+    #[schemars(email, length(max = 254))]
     pub email: Option<String>,
     /// Name shown on the dashboard: 1 to 64 characters, no control characters.
     #[serde(default)]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"\S"))]
     pub display_name: Option<String>,
     /// Where orders are shipped.
     #[serde(default)]
@@ -225,9 +227,11 @@ pub struct ProfileUpdate {
     /// An EVM address: `0x` and 40 hex digits. A mixed-case address must pass its EIP-55
     /// checksum.
     #[serde(default)]
+    #[schemars(regex(pattern = r"^0x[0-9a-fA-F]{40}$"))]
     pub preferred_wallet: Option<String>,
     /// Avatar image URL: `https` only, at most 2048 characters.
     #[serde(default)]
+    #[schemars(length(max = 2048), regex(pattern = r"^https://[^\s/@]+"))]
     pub avatar_url: Option<String>,
     /// Dashboard preferences; defaults apply when left out.
     #[serde(default)]
@@ -239,18 +243,27 @@ pub struct ProfileUpdate {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ShippingAddress {
     /// First address line: 1 to 100 characters.
+    #[schemars(length(min = 1, max = 100), regex(pattern = r"\S"))]
     pub line1: String,
     /// Second address line: at most 100 characters.
     #[serde(default)]
+    #[schemars(length(max = 100))]
     pub line2: Option<String>,
     /// City: 1 to 64 characters.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"\S"))]
     pub city: String,
     /// State, province or region: at most 64 characters.
     #[serde(default)]
+    #[schemars(length(max = 64))]
     pub region: Option<String>,
     /// Postal code: 1 to 16 letters, digits, spaces or dashes.
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9 -]*[A-Za-z0-9][A-Za-z0-9 -]*$"),
+        length(min = 1, max = 16)
+    )]
     pub postal_code: String,
     /// Country as an ISO 3166-1 alpha-2 code, upper case (for example `US`).
+    #[schemars(regex(pattern = r"^[A-Z]{2}$"))]
     pub country: String,
 }
 
@@ -266,9 +279,11 @@ pub struct DashboardSettings {
     pub email_notifications: bool,
     /// Orders shown per page: 1 to 100.
     #[serde(default = "default_page_size")]
+    #[schemars(range(min = 1, max = 100))]
     pub orders_page_size: u32,
     /// Preferred locale as a BCP 47 tag (for example `en-US`), at most 35 characters.
     #[serde(default = "default_locale")]
+    #[schemars(length(max = 35), regex(pattern = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$"))]
     pub locale: String,
 }
 

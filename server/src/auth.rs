@@ -80,7 +80,8 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(config: AuthConfig) -> Self {
         let hs256 = config.hs256_secret.as_deref().map(DecodingKey::from_secret);
-        let jwks = config.jwks.clone().map(|source| JwksStore::new(source, config.jwks_min_refresh));
+        let jwks =
+            config.jwks.clone().map(|source| JwksStore::new(source, config.jwks_min_refresh));
         Authenticator { config, hs256, jwks, verified: quick_cache::sync::Cache::new(4096) }
     }
 
@@ -123,9 +124,8 @@ impl Authenticator {
         validation.validate_nbf = true;
         validation.validate_aud = false; // checked below: Cognito access tokens carry client_id
         validation.leeway = self.config.leeway_secs;
-        let claims = decode::<Claims>(token, &key, &validation)
-            .map_err(|e| reject(&format!("{e}")))?
-            .claims;
+        let claims =
+            decode::<Claims>(token, &key, &validation).map_err(|e| reject(&format!("{e}")))?.claims;
         self.check_audience(&claims)?;
         if claims.sub.is_empty() || claims.sub.len() > 128 {
             return Err(reject("bad sub"));

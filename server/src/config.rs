@@ -144,7 +144,8 @@ impl ServerArgs {
         };
         let jwks = match (self.jwks_url, self.jwks_file) {
             (Some(url), _) => {
-                url::Url::parse(&url).map_err(|e| format!("DASHBOARD_JWKS_URL is not a URL: {e}"))?;
+                url::Url::parse(&url)
+                    .map_err(|e| format!("DASHBOARD_JWKS_URL is not a URL: {e}"))?;
                 Some(JwksSource::Url(url))
             }
             (None, Some(file)) => Some(JwksSource::File(file)),
@@ -178,9 +179,9 @@ impl ServerArgs {
                             DASHBOARD_JWKS_FILE or DASHBOARD_JWT_HS256_SECRET"
                     .into());
             }
-            let issuer = self.jwt_issuer.ok_or(
-                "DASHBOARD_JWT_ISSUER is required when token verification is configured",
-            )?;
+            let issuer = self
+                .jwt_issuer
+                .ok_or("DASHBOARD_JWT_ISSUER is required when token verification is configured")?;
             let client_id = self.jwt_client_id.ok_or(
                 "DASHBOARD_JWT_CLIENT_ID is required when token verification is configured",
             )?;

@@ -69,11 +69,7 @@ impl DomainError {
 
 /// The one body every authentication failure gets, whatever the reason.
 pub fn unauthorized() -> ApiError {
-    ApiError::new(
-        ErrorStatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "missing or invalid bearer token",
-    )
+    ApiError::new(ErrorStatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid bearer token")
 }
 
 fn unavailable() -> ApiError {

@@ -72,7 +72,8 @@ pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServe
             let running = storage::embedded::EmbeddedStore::start(data_dir.as_deref())
                 .await
                 .context("starting the embedded store")?;
-            let store = Store::connect("local", Some(&running.endpoint), &config.table_prefix).await;
+            let store =
+                Store::connect("local", Some(&running.endpoint), &config.table_prefix).await;
             store.ensure_tables(&config.table_prefix).await.context("creating tables")?;
             info!(log, "embedded store ready"; "endpoint" => &running.endpoint,
                 "persisted" => data_dir.as_ref().map(|d| d.display().to_string()));

@@ -16,7 +16,9 @@ pub fn logger(format: LogFormat, level: &str) -> Logger {
 }
 
 /// JSON records with the usual keys (`msg`, `level`, `ts`) to any writer.
-pub fn json_drain<W: std::io::Write + Send + 'static>(writer: W) -> impl Drain<Ok = (), Err = slog::Never> {
+pub fn json_drain<W: std::io::Write + Send + 'static>(
+    writer: W,
+) -> impl Drain<Ok = (), Err = slog::Never> {
     slog_json::Json::new(writer).add_default_keys().build().fuse()
 }
 

@@ -105,7 +105,14 @@ pub fn diff(old: &EditableFields, new: &EditableFields) -> serde_json::Map<Strin
     let old = serde_json::to_value(old).expect("fields serialise");
     let new = serde_json::to_value(new).expect("fields serialise");
     let mut changes = serde_json::Map::new();
-    for field in ["email", "displayName", "shippingAddress", "preferredWallet", "avatarUrl", "dashboardSettings"] {
+    for field in [
+        "email",
+        "displayName",
+        "shippingAddress",
+        "preferredWallet",
+        "avatarUrl",
+        "dashboardSettings",
+    ] {
         let (before, after) = (&old[field], &new[field]);
         if before != after {
             changes.insert(

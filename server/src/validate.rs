@@ -28,7 +28,11 @@ pub fn profile_update(update: ProfileUpdate) -> Result<EditableFields> {
 pub fn email(value: &str) -> Result<String> {
     let value = value.trim();
     if value.len() > 254 || !email_address::EmailAddress::is_valid(value) {
-        return Err(invalid("invalid_email", "email", "must be an email address (at most 254 characters)"));
+        return Err(invalid(
+            "invalid_email",
+            "email",
+            "must be an email address (at most 254 characters)",
+        ));
     }
     Ok(value.to_string())
 }
@@ -62,7 +66,8 @@ fn display_name(value: &str) -> Result<String> {
 }
 
 fn shipping_address(address: ShippingAddress) -> Result<ShippingAddress> {
-    let postal_code = text(&address.postal_code, "shippingAddress.postalCode", "invalid_postal_code", 1, 16)?;
+    let postal_code =
+        text(&address.postal_code, "shippingAddress.postalCode", "invalid_postal_code", 1, 16)?;
     if !postal_code.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-') {
         return Err(invalid(
             "invalid_postal_code",
@@ -94,7 +99,11 @@ fn wallet(value: &str) -> Result<String> {
     const FIELD: &str = "preferredWallet";
     let hex = value.strip_prefix("0x").unwrap_or("");
     if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(invalid("invalid_wallet_address", FIELD, "must be 0x followed by 40 hex digits"));
+        return Err(invalid(
+            "invalid_wallet_address",
+            FIELD,
+            "must be 0x followed by 40 hex digits",
+        ));
     }
     let all_lower = !hex.bytes().any(|b| b.is_ascii_uppercase());
     let all_upper = !hex.bytes().any(|b| b.is_ascii_lowercase());
@@ -136,8 +145,15 @@ fn avatar_url(value: &str) -> Result<String> {
     if url.scheme() != "https" {
         return Err(invalid("invalid_avatar_url", FIELD, "must use https"));
     }
-    if url.host_str().is_none_or(str::is_empty) || !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid("invalid_avatar_url", FIELD, "must name a host and carry no credentials"));
+    if url.host_str().is_none_or(str::is_empty)
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(invalid(
+            "invalid_avatar_url",
+            FIELD,
+            "must name a host and carry no credentials",
+        ));
     }
     Ok(value.to_string())
 }

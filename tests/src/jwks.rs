@@ -25,11 +25,9 @@ impl SigningKey {
         let key = RsaPrivateKey::new(&mut rng, 2048).expect("RSA key generation");
         let public = key.to_public_key();
         let private_pem = key.to_pkcs1_pem(rsa::pkcs1::LineEnding::LF).unwrap().to_string();
-        let public_pem = rsa::pkcs8::EncodePublicKey::to_public_key_pem(
-            &public,
-            rsa::pkcs8::LineEnding::LF,
-        )
-        .unwrap();
+        let public_pem =
+            rsa::pkcs8::EncodePublicKey::to_public_key_pem(&public, rsa::pkcs8::LineEnding::LF)
+                .unwrap();
         let jwk = json!({
             "kty": "RSA",
             "kid": kid,

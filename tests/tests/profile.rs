@@ -1,33 +1,54 @@
 //! Profile endpoints through the generated client.
 
-use dashboard_client::types::{DashboardSettings, ProfileUpdate, ShippingAddress, Theme};
-use dashboard_client::ClientInfo;
+use dashboard_client::types::{ProfileUpdate, Theme};
+use dashboard_client::{Client, ClientInfo};
 use dashboard_tests::{expect_error, TestServer};
-use serde_json::json;
+use serde_json::{json, Value};
 
 const WALLET: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
 
+/// Every editable field set, as JSON (invalid variants are made from it).
+fn full_update_json() -> Value {
+    json!({
+        "email": "ada@example.com",
+        "displayName": "Ada Lovelace",
+        "shippingAddress": {
+            "line1": "12 Analytical Row",
+            "line2": "Flat 3",
+            "city": "London",
+            "region": "Greater London",
+            "postalCode": "SW1A 1AA",
+            "country": "GB"
+        },
+        "preferredWallet": WALLET,
+        "avatarUrl": "https://cdn.example.com/ada.png",
+        "dashboardSettings": {
+            "theme": "dark",
+            "emailNotifications": false,
+            "ordersPageSize": 50,
+            "locale": "en-GB"
+        }
+    })
+}
+
+/// The same update as a generated-client value: the client checks the documented constraints
+/// when the value is built.
 fn full_update() -> ProfileUpdate {
-    ProfileUpdate {
-        email: Some("ada@example.com".into()),
-        display_name: Some("Ada Lovelace".into()),
-        shipping_address: Some(ShippingAddress {
-            line1: "12 Analytical Row".into(),
-            line2: Some("Flat 3".into()),
-            city: "London".into(),
-            region: Some("Greater London".into()),
-            postal_code: "SW1A 1AA".into(),
-            country: "GB".into(),
-        }),
-        preferred_wallet: Some(WALLET.into()),
-        avatar_url: Some("https://cdn.example.com/ada.png".into()),
-        dashboard_settings: Some(DashboardSettings {
-            theme: Theme::Dark,
-            email_notifications: false,
-            orders_page_size: 50,
-            locale: "en-GB".into(),
-        }),
-    }
+    serde_json::from_value(full_update_json()).unwrap()
+}
+
+/// PUT a JSON body the typed client would refuse to build, through the client's own HTTP
+/// stack (same base URL and auth headers).
+async fn put_json(client: &Client, etag: &str, body: &Value) -> (u16, Value) {
+    let response = client
+        .client()
+        .put(format!("{}/dashboard/profile", client.baseurl()))
+        .header("if-match", etag)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
 }
 
 #[tokio::test]
@@ -64,12 +85,12 @@ async fn every_field_round_trips() {
     assert_eq!(read.headers().get("etag").unwrap().to_str().unwrap(), new_etag);
     let profile = read.into_inner();
     assert_eq!(profile, put.into_inner());
-    assert_eq!(profile.email, update.email);
-    assert_eq!(profile.display_name, update.display_name);
-    assert_eq!(profile.shipping_address, update.shipping_address);
-    assert_eq!(profile.preferred_wallet, update.preferred_wallet);
-    assert_eq!(profile.avatar_url, update.avatar_url);
-    assert_eq!(Some(profile.dashboard_settings.clone()), update.dashboard_settings);
+    // Every field reads back exactly as sent.
+    let sent = full_update_json();
+    let read = serde_json::to_value(&profile).unwrap();
+    for field in sent.as_object().unwrap().keys() {
+        assert_eq!(read[field], sent[field], "{field}");
+    }
     assert!(profile.updated_at > profile.created_at);
 
     // PUT replaces: fields left out are cleared, settings fall back to defaults.
@@ -77,7 +98,7 @@ async fn every_field_round_trips() {
     let profile = cleared.into_inner();
     assert_eq!(profile.email, None);
     assert_eq!(profile.shipping_address, None);
-    assert_eq!(profile.dashboard_settings.orders_page_size, 20);
+    assert_eq!(profile.dashboard_settings.orders_page_size.get(), 20);
     assert_eq!(profile.dashboard_settings.theme, Theme::System);
     server.stop().await;
 }
@@ -111,55 +132,165 @@ async fn each_audit_record_masks_email_and_wallet() {
     server.stop().await;
 }
 
-/// (description, update, expected error_code, expected field)
-fn invalid_updates() -> Vec<(&'static str, ProfileUpdate, &'static str, &'static str)> {
-    let base = full_update();
-    let with = |f: &dyn Fn(&mut ProfileUpdate)| {
-        let mut update = base.clone();
-        f(&mut update);
-        update
-    };
-    let address = |f: &dyn Fn(&mut ShippingAddress)| {
-        with(&|u| f(u.shipping_address.as_mut().unwrap()))
-    };
-    let settings = |f: &dyn Fn(&mut DashboardSettings)| {
-        with(&|u| f(u.dashboard_settings.as_mut().unwrap()))
-    };
-    let long = |n: usize| "x".repeat(n);
+/// (description, JSON pointer to change, new value, expected error_code, expected field)
+fn invalid_updates() -> Vec<(&'static str, &'static str, Value, &'static str, &'static str)> {
+    let long = |n: usize| Value::String("x".repeat(n));
+    let wallet_no_prefix = format!("{}00", &WALLET[2..]);
     vec![
-        ("email without @", with(&|u| u.email = Some("not-an-email".into())), "invalid_email", "email"),
-        ("email without domain", with(&|u| u.email = Some("a@".into())), "invalid_email", "email"),
-        ("email too long", with(&|u| u.email = Some(format!("{}@example.com", long(250)))), "invalid_email", "email"),
-        ("empty display name", with(&|u| u.display_name = Some("".into())), "invalid_display_name", "displayName"),
-        ("blank display name", with(&|u| u.display_name = Some("   ".into())), "invalid_display_name", "displayName"),
-        ("display name too long", with(&|u| u.display_name = Some(long(65))), "invalid_display_name", "displayName"),
-        ("control character in name", with(&|u| u.display_name = Some("bad\u{7}name".into())), "invalid_display_name", "displayName"),
-        ("empty line1", address(&|a| a.line1 = "".into()), "invalid_address_line", "shippingAddress.line1"),
-        ("line2 too long", address(&|a| a.line2 = Some(long(101))), "invalid_address_line", "shippingAddress.line2"),
-        ("empty city", address(&|a| a.city = " ".into()), "invalid_city", "shippingAddress.city"),
-        ("region too long", address(&|a| a.region = Some(long(65))), "invalid_region", "shippingAddress.region"),
-        ("empty postal code", address(&|a| a.postal_code = "".into()), "invalid_postal_code", "shippingAddress.postalCode"),
-        ("postal code symbol", address(&|a| a.postal_code = "12#45".into()), "invalid_postal_code", "shippingAddress.postalCode"),
-        ("postal code too long", address(&|a| a.postal_code = "1".repeat(17)), "invalid_postal_code", "shippingAddress.postalCode"),
-        ("lower-case country", address(&|a| a.country = "gb".into()), "invalid_country", "shippingAddress.country"),
-        ("unassigned country", address(&|a| a.country = "XX".into()), "invalid_country", "shippingAddress.country"),
-        ("alpha-3 country", address(&|a| a.country = "GBR".into()), "invalid_country", "shippingAddress.country"),
-        ("short wallet", with(&|u| u.preferred_wallet = Some("0x1234".into())), "invalid_wallet_address", "preferredWallet"),
-        ("wallet without 0x", with(&|u| u.preferred_wallet = Some(WALLET[2..].to_string() + "00")), "invalid_wallet_address", "preferredWallet"),
-        ("wallet non-hex", with(&|u| u.preferred_wallet = Some(format!("0x{}", "g".repeat(40)))), "invalid_wallet_address", "preferredWallet"),
+        ("email without @", "/email", json!("not-an-email"), "invalid_email", "email"),
+        ("email without domain", "/email", json!("a@"), "invalid_email", "email"),
+        (
+            "email too long",
+            "/email",
+            json!(format!("{}@example.com", "x".repeat(250))),
+            "invalid_email",
+            "email",
+        ),
+        ("empty display name", "/displayName", json!(""), "invalid_display_name", "displayName"),
+        ("blank display name", "/displayName", json!("   "), "invalid_display_name", "displayName"),
+        ("display name too long", "/displayName", long(65), "invalid_display_name", "displayName"),
+        (
+            "control character in name",
+            "/displayName",
+            json!("bad\u{7}name"),
+            "invalid_display_name",
+            "displayName",
+        ),
+        (
+            "empty line1",
+            "/shippingAddress/line1",
+            json!(""),
+            "invalid_address_line",
+            "shippingAddress.line1",
+        ),
+        (
+            "line2 too long",
+            "/shippingAddress/line2",
+            long(101),
+            "invalid_address_line",
+            "shippingAddress.line2",
+        ),
+        ("blank city", "/shippingAddress/city", json!(" "), "invalid_city", "shippingAddress.city"),
+        (
+            "region too long",
+            "/shippingAddress/region",
+            long(65),
+            "invalid_region",
+            "shippingAddress.region",
+        ),
+        (
+            "empty postal code",
+            "/shippingAddress/postalCode",
+            json!(""),
+            "invalid_postal_code",
+            "shippingAddress.postalCode",
+        ),
+        (
+            "postal code symbol",
+            "/shippingAddress/postalCode",
+            json!("12#45"),
+            "invalid_postal_code",
+            "shippingAddress.postalCode",
+        ),
+        (
+            "postal code too long",
+            "/shippingAddress/postalCode",
+            json!("1".repeat(17)),
+            "invalid_postal_code",
+            "shippingAddress.postalCode",
+        ),
+        (
+            "lower-case country",
+            "/shippingAddress/country",
+            json!("gb"),
+            "invalid_country",
+            "shippingAddress.country",
+        ),
+        (
+            "unassigned country",
+            "/shippingAddress/country",
+            json!("XX"),
+            "invalid_country",
+            "shippingAddress.country",
+        ),
+        (
+            "alpha-3 country",
+            "/shippingAddress/country",
+            json!("GBR"),
+            "invalid_country",
+            "shippingAddress.country",
+        ),
+        (
+            "short wallet",
+            "/preferredWallet",
+            json!("0x1234"),
+            "invalid_wallet_address",
+            "preferredWallet",
+        ),
+        (
+            "wallet without 0x",
+            "/preferredWallet",
+            json!(wallet_no_prefix),
+            "invalid_wallet_address",
+            "preferredWallet",
+        ),
+        (
+            "wallet non-hex",
+            "/preferredWallet",
+            json!(format!("0x{}", "g".repeat(40))),
+            "invalid_wallet_address",
+            "preferredWallet",
+        ),
         (
             "wallet bad checksum",
-            with(&|u| u.preferred_wallet = Some("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD".into())),
+            "/preferredWallet",
+            json!("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"),
             "wallet_checksum_mismatch",
             "preferredWallet",
         ),
-        ("http avatar", with(&|u| u.avatar_url = Some("http://cdn.example.com/a.png".into())), "invalid_avatar_url", "avatarUrl"),
-        ("avatar not a URL", with(&|u| u.avatar_url = Some("not a url".into())), "invalid_avatar_url", "avatarUrl"),
-        ("avatar with credentials", with(&|u| u.avatar_url = Some("https://u:p@cdn.example.com/a.png".into())), "invalid_avatar_url", "avatarUrl"),
-        ("avatar too long", with(&|u| u.avatar_url = Some(format!("https://cdn.example.com/{}", long(2100)))), "invalid_avatar_url", "avatarUrl"),
-        ("page size 0", settings(&|s| s.orders_page_size = 0), "invalid_page_size", "dashboardSettings.ordersPageSize"),
-        ("page size 101", settings(&|s| s.orders_page_size = 101), "invalid_page_size", "dashboardSettings.ordersPageSize"),
-        ("underscore locale", settings(&|s| s.locale = "en_US".into()), "invalid_locale", "dashboardSettings.locale"),
+        (
+            "http avatar",
+            "/avatarUrl",
+            json!("http://cdn.example.com/a.png"),
+            "invalid_avatar_url",
+            "avatarUrl",
+        ),
+        ("avatar not a URL", "/avatarUrl", json!("not a url"), "invalid_avatar_url", "avatarUrl"),
+        (
+            "avatar with credentials",
+            "/avatarUrl",
+            json!("https://u:p@cdn.example.com/a.png"),
+            "invalid_avatar_url",
+            "avatarUrl",
+        ),
+        (
+            "avatar too long",
+            "/avatarUrl",
+            json!(format!("https://cdn.example.com/{}", "x".repeat(2100))),
+            "invalid_avatar_url",
+            "avatarUrl",
+        ),
+        (
+            "page size 0",
+            "/dashboardSettings/ordersPageSize",
+            json!(0),
+            "invalid_page_size",
+            "dashboardSettings.ordersPageSize",
+        ),
+        (
+            "page size 101",
+            "/dashboardSettings/ordersPageSize",
+            json!(101),
+            "invalid_page_size",
+            "dashboardSettings.ordersPageSize",
+        ),
+        (
+            "underscore locale",
+            "/dashboardSettings/locale",
+            json!("en_US"),
+            "invalid_locale",
+            "dashboardSettings.locale",
+        ),
     ]
 }
 
@@ -170,12 +301,17 @@ async fn each_validation_rule_has_its_code_and_field() {
     let etag = client.get_profile().await.unwrap().headers()["etag"].to_str().unwrap().to_string();
     let cases = invalid_updates();
     assert!(cases.len() >= 20);
-    for (name, update, code, field) in cases {
-        let (status, error) = expect_error(client.put_profile(Some(&etag), &update).await);
-        assert_eq!(status, 400, "{name}");
-        assert_eq!(error.error_code, code, "{name}: {}", error.message);
-        assert_eq!(error.field.as_deref(), Some(field), "{name}");
-        assert!(error.message.starts_with(field), "{name}: message names the field");
+    for (name, pointer, value, code, field) in cases {
+        let mut body = full_update_json();
+        *body.pointer_mut(pointer).unwrap() = value;
+        let (status, error) = put_json(&client, &etag, &body).await;
+        assert_eq!(status, 400, "{name}: {error}");
+        assert_eq!(error["error_code"], code, "{name}: {error}");
+        assert_eq!(error["field"], field, "{name}");
+        assert!(
+            error["message"].as_str().unwrap().starts_with(field),
+            "{name}: message names the field"
+        );
     }
     // Nothing was written: the ETag is unchanged.
     let after = client.get_profile().await.unwrap();
@@ -189,9 +325,13 @@ async fn malformed_bodies_are_rejected_with_codes() {
     let server = TestServer::start().await;
     let client = server.member("raw-bodies");
     let etag = client.get_profile().await.unwrap().headers()["etag"].to_str().unwrap().to_string();
-    let url = format!("{}/dashboard/profile", client.baseurl());
     let cases = [
-        (json!({"displayName": "x", "userId": "someone-else"}), 400, "unknown_field", Some("userId")),
+        (
+            json!({"displayName": "x", "userId": "someone-else"}),
+            400,
+            "unknown_field",
+            Some("userId"),
+        ),
         (json!({"stripeCustomerId": "cus_123"}), 400, "unknown_field", Some("stripeCustomerId")),
         (json!({"nickname": "x"}), 400, "unknown_field", Some("nickname")),
         (
@@ -200,22 +340,19 @@ async fn malformed_bodies_are_rejected_with_codes() {
             "unknown_field",
             Some("floor"),
         ),
-        (json!({"shippingAddress": {"line1": "a", "postalCode": "1", "country": "US"}}), 400, "missing_field", Some("city")),
+        (
+            json!({"shippingAddress": {"line1": "a", "postalCode": "1", "country": "US"}}),
+            400,
+            "missing_field",
+            Some("city"),
+        ),
         (json!({"displayName": 42}), 400, "invalid_body", None),
         (json!({"dashboardSettings": {"theme": "neon"}}), 400, "invalid_body", None),
         (json!(["not", "an", "object"]), 400, "invalid_body", None),
     ];
     for (body, status, code, field) in cases {
-        let response = client
-            .client()
-            .put(&url)
-            .header("if-match", &etag)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), status, "{body}");
-        let error: serde_json::Value = response.json().await.unwrap();
+        let (got, error) = put_json(&client, &etag, &body).await;
+        assert_eq!(got, status, "{body}");
         assert_eq!(error["error_code"], code, "{body}: {error}");
         assert_eq!(error["field"].as_str(), field, "{body}");
     }
@@ -225,15 +362,24 @@ async fn malformed_bodies_are_rejected_with_codes() {
     server.stop().await;
 }
 
+#[test]
+fn the_generated_client_refuses_values_outside_the_contract() {
+    use dashboard_client::types::{ProfileUpdateDisplayName, ShippingAddressCountry};
+    assert!(ProfileUpdateDisplayName::try_from("x".repeat(65)).is_err());
+    assert!(ShippingAddressCountry::try_from("gb").is_err());
+    assert!(ShippingAddressCountry::try_from("GB").is_ok());
+}
+
 #[tokio::test]
 async fn oversized_body_is_413() {
     let server = TestServer::start().await;
     let client = server.member("big");
     let etag = client.get_profile().await.unwrap().headers()["etag"].to_str().unwrap().to_string();
-    let update = ProfileUpdate { display_name: Some("x".repeat(20_000)), ..Default::default() };
-    let (status, error) = expect_error(client.put_profile(Some(&etag), &update).await);
+    let mut body = full_update_json();
+    body["displayName"] = json!("x".repeat(20_000));
+    let (status, error) = put_json(&client, &etag, &body).await;
     assert_eq!(status, 413);
-    assert_eq!(error.error_code, "payload_too_large");
+    assert_eq!(error["error_code"], "payload_too_large");
     server.stop().await;
 }
 
@@ -271,7 +417,8 @@ async fn concurrent_writers_never_lose_an_update() {
         let client = client.clone();
         let etag = etag.clone();
         async move {
-            let update = ProfileUpdate { display_name: Some(format!("writer {i}")), ..Default::default() };
+            let name = format!("writer {i}").try_into().unwrap();
+            let update = ProfileUpdate { display_name: Some(name), ..Default::default() };
             (i, client.put_profile(Some(&etag), &update).await)
         }
     });
@@ -283,7 +430,7 @@ async fn concurrent_writers_never_lose_an_update() {
         assert_eq!((status, error.error_code.as_str()), (412, "precondition_failed"));
     }
     let profile = client.get_profile().await.unwrap().into_inner();
-    assert_eq!(profile.display_name, Some(format!("writer {}", winners[0])));
+    assert_eq!(profile.display_name.as_deref(), Some(format!("writer {}", winners[0]).as_str()));
     assert_eq!(server.audit_records().len(), 1);
     server.stop().await;
 }

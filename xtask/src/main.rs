@@ -93,13 +93,20 @@ mod tests {
         std::fs::write(root.join("openapi/dashboard.json"), edited).unwrap();
         for args in [
             &["init", "-q"][..],
-            &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"],
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "x",
+            ],
         ] {
-            let status = std::process::Command::new("git")
-                .args(args)
-                .current_dir(&root)
-                .status()
-                .unwrap();
+            let status =
+                std::process::Command::new("git").args(args).current_dir(&root).status().unwrap();
             assert!(status.success());
         }
         let env = Environment::new("cargo xtask openapi", root.clone(), "openapi")

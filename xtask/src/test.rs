@@ -96,7 +96,7 @@ fn contract_tests(root: &Utf8Path) -> anyhow::Result<()> {
         .spawn()
         .context("starting dashboard-server")?;
     let _guard = KillOnDrop(server);
-    wait_ready(&format!("{base}/healthz"))?;
+    wait_ready(&format!("127.0.0.1:{port}"))?;
     let token = Command::new(&server_bin)
         .args(["mint-token", "--user-id", "contract-test-member"])
         .env("DASHBOARD_DATA_DIR", &data_dir)
@@ -130,19 +130,25 @@ fn contract_tests(root: &Utf8Path) -> anyhow::Result<()> {
     result
 }
 
-fn wait_ready(url: &str) -> anyhow::Result<()> {
+/// Polls `GET /healthz` until it answers 200.
+pub fn wait_ready(addr: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
-        let ok = Command::new("curl")
-            .args(["-fsS", "-o", "/dev/null", url])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Ok(());
+        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+            let request =
+                format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let mut response = String::new();
+            if stream.write_all(request.as_bytes()).is_ok()
+                && stream.read_to_string(&mut response).is_ok()
+                && response.starts_with("HTTP/1.1 200")
+            {
+                return Ok(());
+            }
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    bail!("server did not become ready at {url} within 30 s")
+    bail!("server did not become ready at {addr} within 30 s")
 }
 
 struct KillOnDrop(Child);

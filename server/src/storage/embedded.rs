@@ -19,7 +19,8 @@ impl EmbeddedStore {
             Some(dir) => {
                 std::fs::create_dir_all(dir)?;
                 let file = dir.join("dynamodb.sqlite");
-                let file = file.to_str().ok_or_else(|| anyhow::anyhow!("data folder is not UTF-8"))?;
+                let file =
+                    file.to_str().ok_or_else(|| anyhow::anyhow!("data folder is not UTF-8"))?;
                 dynoxide::Database::new(file)?
             }
             None => dynoxide::Database::memory()?,
@@ -31,7 +32,8 @@ impl EmbeddedStore {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            if let Err(error) = dynoxide::server::serve_with_shutdown(listener, db, shutdown).await {
+            if let Err(error) = dynoxide::server::serve_with_shutdown(listener, db, shutdown).await
+            {
                 eprintln!("embedded store stopped: {error}");
             }
         });

@@ -2,8 +2,8 @@
 
 use super::{Store, StoreError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
-use dashboard_api::{DashboardSettings, ShippingAddress};
 use chrono::SecondsFormat;
+use dashboard_api::{DashboardSettings, ShippingAddress};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -111,8 +111,14 @@ pub struct EditableFields {
 }
 
 /// Attribute names of the editable fields, in the order `EditableFields` declares them.
-const EDITABLE_ATTRIBUTES: [&str; 6] =
-    ["email", "displayName", "shippingAddress", "preferredWallet", "avatarUrl", "dashboardSettings"];
+const EDITABLE_ATTRIBUTES: [&str; 6] = [
+    "email",
+    "displayName",
+    "shippingAddress",
+    "preferredWallet",
+    "avatarUrl",
+    "dashboardSettings",
+];
 
 fn key(user_id: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([("userId".to_string(), AttributeValue::S(user_id.to_string()))])
@@ -166,7 +172,10 @@ impl Store {
             (":expected".to_string(), AttributeValue::N(expected_version.to_string())),
             (":next".to_string(), AttributeValue::N((expected_version + 1).to_string())),
             // The same text chrono's serde writes, so items read back alike.
-            (":now".to_string(), AttributeValue::S(now.to_rfc3339_opts(SecondsFormat::AutoSi, true))),
+            (
+                ":now".to_string(),
+                AttributeValue::S(now.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            ),
         ]);
         let mut set = vec!["#version = :next".to_string(), "#updatedAt = :now".to_string()];
         let mut remove = Vec::new();
