@@ -20,6 +20,17 @@ enum Command {
     Serve(ServeArgs),
     /// Print a development HS256 token for a member (development only).
     MintToken(MintArgs),
+    /// Run only the embedded DynamoDB-API store, as its own process (benchmarks, local tools).
+    #[cfg(feature = "embedded")]
+    Store(StoreArgs),
+}
+
+#[cfg(feature = "embedded")]
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Persist to `dynamodb.sqlite` in this folder (default: in memory).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -74,14 +85,38 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| Command::Serve(DefaultServe::parse_from(["dashboard-server"]).args));
     match command {
         Command::MintToken(args) => mint(args),
-        Command::Serve(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("building the tokio runtime");
-            runtime.block_on(serve(args))
-        }
+        #[cfg(feature = "embedded")]
+        Command::Store(args) => runtime().block_on(store(args)),
+        Command::Serve(args) => runtime().block_on(serve(args)),
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime")
+}
+
+/// Prints the endpoint on stdout, then serves until interrupted.
+#[cfg(feature = "embedded")]
+async fn store(args: StoreArgs) -> ExitCode {
+    use std::io::Write;
+    let store =
+        match dashboard_server::storage::embedded::EmbeddedStore::start(args.data_dir.as_deref())
+            .await
+        {
+            Ok(store) => store,
+            Err(error) => {
+                eprintln!("dashboard-server: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+    println!("{}", store.endpoint);
+    let _ = std::io::stdout().flush();
+    let _ = tokio::signal::ctrl_c().await;
+    store.shutdown().await;
+    ExitCode::SUCCESS
 }
 
 fn mint(args: MintArgs) -> ExitCode {

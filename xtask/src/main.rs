@@ -23,6 +23,15 @@ enum Command {
     Openapi(dropshot_api_manager::App),
     /// Run every check: fmt, clippy, OpenAPI drift, unit, integration and contract tests.
     Test(test::TestArgs),
+    /// Build release binaries and print load figures for the server against a bare endpoint.
+    Bench {
+        /// wrk duration per target (for example 10s).
+        #[arg(long, default_value = "10s")]
+        duration: String,
+        /// wrk connections.
+        #[arg(long, default_value_t = 16)]
+        connections: u32,
+    },
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -30,6 +39,7 @@ fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Openapi(app) => Ok(app.exec(&environment()?, &managed_apis()?)),
         Command::Test(args) => test::run(args),
+        Command::Bench { duration, connections } => test::bench(&duration, connections),
     }
 }
 

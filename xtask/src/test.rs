@@ -70,6 +70,37 @@ fn step(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo xtask bench`: release build, then the bench driver (which starts the processes).
+pub fn bench(duration: &str, connections: u32) -> anyhow::Result<ExitCode> {
+    let root = repo_root();
+    if Command::new("wrk").arg("--version").output().is_err() {
+        step("apt-get install wrk", Command::new("apt-get").args(["install", "-y", "-qq", "wrk"]))?;
+    }
+    step(
+        "cargo build --release",
+        &mut cargo(
+            &root,
+            &[
+                "build",
+                "--release",
+                "-p",
+                "dashboard-server",
+                "--bins",
+                "--examples",
+                "-p",
+                "dashboard-tests",
+                "--bin",
+                "bench",
+            ],
+        ),
+    )?;
+    step(
+        "bench",
+        Command::new(root.join("target/release/bench")).args([duration, &connections.to_string()]),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Schemathesis against the real server binary on its embedded store, with a valid token.
 fn contract_tests(root: &Utf8Path) -> anyhow::Result<()> {
     let venv = root.join(".venv");
