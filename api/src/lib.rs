@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use dropshot::{
     ErrorStatusCode, Header, HttpError, HttpResponseError, HttpResponseHeaders, HttpResponseOk,
-    RequestContext, TypedBody,
+    PaginationParams, Path, Query, RequestContext, TypedBody, UntypedBody,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,8 @@ pub const API_TITLE: &str = "Babes Club member dashboard API";
 pub const API_VERSION: &str = "0.1.0";
 /// Largest accepted `PUT /dashboard/profile` body, in bytes.
 pub const PROFILE_BODY_MAX_BYTES: usize = 16 * 1024;
+/// Largest accepted Stripe webhook body, in bytes (Stripe's events are far smaller).
+pub const WEBHOOK_BODY_MAX_BYTES: usize = 512 * 1024;
 
 /// The member dashboard API.
 #[dropshot::api_description]
@@ -64,6 +66,85 @@ pub trait DashboardApi {
         if_match: Header<IfMatchHeader>,
         body: TypedBody<ProfileUpdate>,
     ) -> Result<HttpResponseHeaders<HttpResponseOk<Profile>, ProfileHeaders>, ApiError>;
+
+    /// List the signed-in member's orders, newest first.
+    ///
+    /// Served from the order cache at once. The page says how fresh the cache is; when it is
+    /// older than the server's threshold, a refresh from Stripe starts in the background (at
+    /// most one per member). Filters apply to the first request; later pages take only
+    /// `page_token`, which is signed and bound to the member and the filters (a forged,
+    /// truncated or foreign token is 400 `invalid_page_token`).
+    #[endpoint { method = GET, path = "/dashboard/orders", tags = ["orders"] }]
+    async fn list_orders(
+        rqctx: RequestContext<Self::Context>,
+        query: Query<PaginationParams<OrderFilters, OrdersPageSelector>>,
+    ) -> Result<HttpResponseOk<OrdersPage>, ApiError>;
+
+    /// Get one of the signed-in member's orders with its items and payment timeline.
+    ///
+    /// An order not cached yet is fetched from Stripe, checked to belong to the member, cached
+    /// and returned. Another member's order, or one that does not exist, is 404
+    /// `order_not_found`.
+    #[endpoint { method = GET, path = "/dashboard/orders/{orderId}", tags = ["orders"] }]
+    async fn get_order(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<OrderPath>,
+    ) -> Result<HttpResponseOk<Order>, ApiError>;
+
+    /// How the signed-in member's order history is kept fresh: the last webhook applied, the
+    /// last reconcile, the last error.
+    #[endpoint { method = GET, path = "/dashboard/sync-status", tags = ["orders"] }]
+    async fn get_sync_status(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<HttpResponseOk<SyncStatus>, ApiError>;
+
+    /// Stripe webhook endpoint.
+    ///
+    /// Authenticated by the `Stripe-Signature` header (HMAC of the raw body, 300 s tolerance),
+    /// not by a bearer token. A bad, missing or stale signature is 400 `invalid_signature` and
+    /// nothing is written. Duplicates are acknowledged without a second effect; unknown event
+    /// types are acknowledged and ignored; a failure to store is 5xx so that Stripe retries.
+    #[endpoint {
+        method = POST,
+        path = "/webhooks/stripe",
+        tags = ["webhooks"],
+        request_body_max_bytes = WEBHOOK_BODY_MAX_BYTES,
+    }]
+    async fn post_stripe_webhook(
+        rqctx: RequestContext<Self::Context>,
+        signature: Header<StripeSignatureHeader>,
+        body: UntypedBody,
+    ) -> Result<HttpResponseOk<WebhookAck>, ApiError>;
+
+    /// Reconcile one member's orders with Stripe now (admin).
+    ///
+    /// Needs a token with the configured admin scope or group; others get 403 `forbidden`.
+    #[endpoint { method = POST, path = "/internal/sync/stripe", tags = ["internal"] }]
+    async fn post_sync_member(
+        rqctx: RequestContext<Self::Context>,
+        body: TypedBody<SyncRequest>,
+    ) -> Result<HttpResponseOk<SyncReport>, ApiError>;
+
+    /// Reconcile every member linked to a Stripe customer (admin; the daily schedule).
+    #[endpoint { method = POST, path = "/internal/sync/scheduled", tags = ["internal"] }]
+    async fn post_sync_all(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<HttpResponseOk<ScheduledSyncReport>, ApiError>;
+
+    /// Link a member to their Stripe customer (admin).
+    ///
+    /// A customer can belong to one member only: linking it to a second is 409
+    /// `customer_already_linked`.
+    #[endpoint {
+        method = PUT,
+        path = "/internal/members/{userId}/stripe-customer",
+        tags = ["internal"],
+    }]
+    async fn put_member_stripe_customer(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<MemberPath>,
+        body: TypedBody<LinkStripeCustomer>,
+    ) -> Result<HttpResponseOk<Profile>, ApiError>;
 }
 
 /// The body of every error response.
@@ -132,6 +213,10 @@ impl From<HttpError> for ApiError {
                 format!("unknown field `{field}`"),
             )
             .with_field(field);
+        }
+        if message.contains("pagination token") || message.contains("page_token") {
+            return ApiError::new(ErrorStatusCode::BAD_REQUEST, "invalid_page_token", message)
+                .with_field("page_token");
         }
         if let Some(field) = between(&message, "missing field `", "`") {
             return ApiError::new(ErrorStatusCode::BAD_REQUEST, "missing_field", message.clone())
@@ -321,4 +406,348 @@ pub enum Theme {
     Light,
     /// Dark theme.
     Dark,
+}
+
+/// Where an order stands. Every Stripe PaymentIntent state maps to one of these.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Awaiting or undergoing payment (including 3-D Secure and manual capture).
+    Processing,
+    /// Paid in full.
+    Succeeded,
+    /// The last payment attempt failed.
+    Failed,
+    /// Canceled before payment.
+    Canceled,
+    /// Paid, then refunded in full.
+    Refunded,
+    /// Paid, then refunded in part.
+    PartiallyRefunded,
+    /// A charge of the order is disputed.
+    Disputed,
+}
+
+/// First-page query of `GET /dashboard/orders`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderFilters {
+    /// Only orders with this status.
+    #[serde(default)]
+    pub status: Option<OrderStatus>,
+    /// Only orders created at or after this time.
+    #[serde(default)]
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only orders created before this time.
+    #[serde(default)]
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// What a page token carries (opaque to clients; signed by the server).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+pub struct OrdersPageSelector {
+    /// Sort key of the last order returned.
+    pub k: String,
+    /// Status filter.
+    #[serde(default)]
+    pub s: Option<OrderStatus>,
+    /// Created-after filter (Unix seconds).
+    #[serde(default)]
+    pub a: Option<i64>,
+    /// Created-before filter (Unix seconds).
+    #[serde(default)]
+    pub b: Option<i64>,
+    /// HMAC over the member and everything above.
+    pub sig: String,
+}
+
+/// One page of orders, with how fresh the cache is.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrdersPage {
+    /// Orders, newest first.
+    pub items: Vec<OrderSummary>,
+    /// Token for the next page; absent on the last page.
+    #[serde(rename = "next_page")]
+    pub next_page: Option<String>,
+    /// When the member's orders were last reconciled with Stripe (absent: never).
+    pub synced_at: Option<DateTime<Utc>>,
+    /// True when `syncedAt` is older than the server's freshness threshold, or absent.
+    pub stale: bool,
+    /// True when a background refresh for this member is running.
+    pub refreshing: bool,
+}
+
+/// An order in a list.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSummary {
+    /// Order id (the Stripe PaymentIntent id).
+    pub order_id: String,
+    /// Human-friendly order number.
+    pub order_number: String,
+    /// Where the order stands.
+    pub status: OrderStatus,
+    /// Total in minor units of `currency`.
+    pub amount: i64,
+    /// Refunded so far, in minor units.
+    pub amount_refunded: i64,
+    /// ISO 4217 currency code, upper case.
+    pub currency: String,
+    /// Number of line items.
+    pub item_count: u32,
+    /// When the order was placed.
+    pub created_at: DateTime<Utc>,
+    /// When the cached order last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Path of `GET /dashboard/orders/{orderId}`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+pub struct OrderPath {
+    /// The order id.
+    #[serde(rename = "orderId")]
+    pub order_id: String,
+}
+
+/// An order with its items and payment timeline.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    /// Order id (the Stripe PaymentIntent id).
+    pub order_id: String,
+    /// Human-friendly order number.
+    pub order_number: String,
+    /// The Stripe PaymentIntent behind the order.
+    pub stripe_payment_intent_id: String,
+    /// Where the order stands.
+    pub status: OrderStatus,
+    /// Total in minor units of `currency`.
+    pub amount: i64,
+    /// Refunded so far, in minor units.
+    pub amount_refunded: i64,
+    /// ISO 4217 currency code, upper case.
+    pub currency: String,
+    /// What was bought.
+    pub items: Vec<OrderItem>,
+    /// Stripe's receipt page for the latest successful charge.
+    pub receipt_url: Option<String>,
+    /// Where the order ships.
+    pub shipping: Option<OrderShipping>,
+    /// Payment attempts, oldest first.
+    pub charges: Vec<OrderCharge>,
+    /// Refunds, oldest first.
+    pub refunds: Vec<OrderRefund>,
+    /// Disputes, oldest first.
+    pub disputes: Vec<OrderDispute>,
+    /// When the order was placed.
+    pub created_at: DateTime<Utc>,
+    /// When the cached order last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When the order was last read from Stripe.
+    pub synced_at: DateTime<Utc>,
+}
+
+/// A line of an order.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItem {
+    /// What it is.
+    pub description: String,
+    /// How many.
+    pub quantity: u64,
+    /// Price of one, in minor units, when known.
+    pub unit_amount: Option<i64>,
+    /// Line total in minor units.
+    pub amount_total: i64,
+}
+
+/// Shipping details as Stripe holds them.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderShipping {
+    /// Recipient.
+    pub name: Option<String>,
+    /// Address line 1.
+    pub line1: Option<String>,
+    /// Address line 2.
+    pub line2: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// State or region.
+    pub region: Option<String>,
+    /// Postal code.
+    pub postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2 country.
+    pub country: Option<String>,
+}
+
+/// A payment attempt.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCharge {
+    /// Stripe charge id.
+    pub charge_id: String,
+    /// `succeeded`, `pending` or `failed`.
+    pub status: String,
+    /// Amount in minor units.
+    pub amount: i64,
+    /// Refunded from this charge, in minor units.
+    pub amount_refunded: i64,
+    /// Whether the charge is disputed.
+    pub disputed: bool,
+    /// Why it failed, when it did.
+    pub failure_message: Option<String>,
+    /// Stripe's receipt page.
+    pub receipt_url: Option<String>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A refund.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRefund {
+    /// Stripe refund id.
+    pub refund_id: String,
+    /// The refunded charge.
+    pub charge_id: Option<String>,
+    /// Amount in minor units.
+    pub amount: i64,
+    /// Stripe's refund status (`pending`, `succeeded`, `failed`, `canceled`, …).
+    pub status: String,
+    /// Why, when given.
+    pub reason: Option<String>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A dispute (chargeback).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderDispute {
+    /// Stripe dispute id.
+    pub dispute_id: String,
+    /// The disputed charge.
+    pub charge_id: String,
+    /// Amount in minor units.
+    pub amount: i64,
+    /// Stripe's dispute status (`needs_response`, `won`, `lost`, …).
+    pub status: String,
+    /// The card network's reason.
+    pub reason: String,
+    /// When it was opened.
+    pub created_at: DateTime<Utc>,
+}
+
+/// How a member's order history is kept fresh.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    /// The linked Stripe customer, if any.
+    pub stripe_customer_id: Option<String>,
+    /// The last webhook event applied to this member's orders.
+    pub last_webhook: Option<WebhookApplied>,
+    /// The last completed reconcile.
+    pub last_reconcile: Option<SyncReport>,
+    /// The last sync failure, if it is more recent than the last success.
+    pub last_error: Option<SyncError>,
+}
+
+/// A webhook event that changed a member's orders.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookApplied {
+    /// Stripe event id.
+    pub event_id: String,
+    /// Stripe event type.
+    pub event_type: String,
+    /// When it was applied.
+    pub applied_at: DateTime<Utc>,
+}
+
+/// A sync failure.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncError {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The outcome of reconciling one member with Stripe.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    /// The member.
+    pub user_id: String,
+    /// Orders seen at Stripe.
+    pub seen: u64,
+    /// Orders cached for the first time.
+    pub created: u64,
+    /// Cached orders that changed.
+    pub updated: u64,
+    /// Cached orders already up to date (not written).
+    pub unchanged: u64,
+    /// Stripe API requests made (retries included).
+    pub stripe_requests: u64,
+    /// When the reconcile finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The outcome of reconciling every linked member.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledSyncReport {
+    /// Members reconciled.
+    pub members: u64,
+    /// Members whose reconcile failed (see their sync status).
+    pub failed: u64,
+    /// Sum of the members' counts.
+    pub totals: SyncReport,
+}
+
+/// Body of `POST /internal/sync/stripe`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyncRequest {
+    /// The member to reconcile.
+    pub user_id: String,
+}
+
+/// Path of the member admin endpoints.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+pub struct MemberPath {
+    /// The member's user id.
+    #[serde(rename = "userId")]
+    pub user_id: String,
+}
+
+/// Body of `PUT /internal/members/{userId}/stripe-customer`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LinkStripeCustomer {
+    /// A Stripe customer id (`cus_…`).
+    #[schemars(regex(pattern = r"^cus_[A-Za-z0-9]{1,64}$"))]
+    pub stripe_customer_id: String,
+}
+
+/// The `Stripe-Signature` header of a webhook.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+pub struct StripeSignatureHeader {
+    /// `t=<timestamp>,v1=<signature>[,…]` as Stripe sends it.
+    #[serde(rename = "Stripe-Signature")]
+    pub stripe_signature: Option<String>,
+}
+
+/// What the server did with a webhook event.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAck {
+    /// The event id.
+    pub event_id: String,
+    /// `applied`, `duplicate`, `ignored` (type not handled) or `unlinked` (no member for the
+    /// customer).
+    pub outcome: String,
 }

@@ -172,7 +172,8 @@ struct JwksStore {
     min_refresh: Duration,
     keys: RwLock<Arc<HashMap<String, DecodingKey>>>,
     last_refresh: tokio::sync::Mutex<Option<Instant>>,
-    http: reqwest::Client,
+    /// Built on first use: creating it loads root certificates, which cold start can skip.
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl JwksStore {
@@ -182,10 +183,7 @@ impl JwksStore {
             min_refresh,
             keys: RwLock::new(Arc::new(HashMap::new())),
             last_refresh: tokio::sync::Mutex::new(None),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("building the JWKS HTTP client"),
+            http: std::sync::OnceLock::new(),
         }
     }
 
@@ -228,8 +226,13 @@ impl JwksStore {
                 serde_json::from_str(&text).map_err(|e| unavailable(format!("bad JWKS: {e}")))
             }
             JwksSource::Url(url) => {
-                let response = self
-                    .http
+                let http = self.http.get_or_init(|| {
+                    reqwest::Client::builder()
+                        .timeout(Duration::from_secs(5))
+                        .build()
+                        .expect("building the JWKS HTTP client")
+                });
+                let response = http
                     .get(url)
                     .send()
                     .await

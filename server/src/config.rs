@@ -222,3 +222,63 @@ pub fn dev_secret(data_dir: &std::path::Path) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(secret.to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ServerArgs,
+    }
+
+    fn resolve(flags: &[&str]) -> Result<Config, String> {
+        let dir = std::env::temp_dir().join(format!("dashboard-config-{}", std::process::id()));
+        let data_dir = format!("--data-dir={}", dir.display());
+        let argv = ["dashboard-server", data_dir.as_str()].into_iter().chain(flags.iter().copied());
+        Cli::try_parse_from(argv).map_err(|e| e.to_string())?.args.resolve()
+    }
+
+    #[test]
+    fn the_bare_default_is_embedded_development_mode() {
+        let config = resolve(&[]).unwrap();
+        assert!(config.auth.dev_mode);
+        assert!(matches!(config.store, StoreConfig::Embedded { .. }));
+        assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn misconfiguration_is_one_clear_line() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--jwt-issuer=https://i"], "DASHBOARD_JWKS_URL"),
+            (&["--jwks-url=https://i/jwks", "--jwt-client-id=c"], "DASHBOARD_JWT_ISSUER"),
+            (&["--jwks-url=https://i/jwks", "--jwt-issuer=https://i"], "DASHBOARD_JWT_CLIENT_ID"),
+            (&["--jwt-hs256-secret=short", "--jwt-issuer=i", "--jwt-client-id=c"], "32 bytes"),
+            (&["--jwks-url=not a url", "--jwt-issuer=i", "--jwt-client-id=c"], "not a URL"),
+            (&["--dynamodb-endpoint=nope"], "not a URL"),
+            (&["--aws-region=eu-west-1"], "no token verification"),
+        ];
+        for (flags, expected) in cases {
+            let error = resolve(flags).unwrap_err();
+            assert!(error.contains(expected), "{flags:?}: {error}");
+            assert!(!error.contains('\n'), "{flags:?}: one line: {error}");
+        }
+    }
+
+    #[test]
+    fn production_settings_resolve() {
+        let config = resolve(&[
+            "--aws-region=eu-west-1",
+            "--jwks-url=https://cognito-idp.eu-west-1.amazonaws.com/pool/.well-known/jwks.json",
+            "--jwt-issuer=https://cognito-idp.eu-west-1.amazonaws.com/pool",
+            "--jwt-client-id=abc",
+            "--table-prefix=prod-",
+        ])
+        .unwrap();
+        assert!(!config.auth.dev_mode);
+        assert!(config.auth.hs256_secret.is_none());
+        assert!(matches!(config.store, StoreConfig::Aws { ref region } if region == "eu-west-1"));
+    }
+}

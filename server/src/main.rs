@@ -75,6 +75,10 @@ struct DefaultServe {
     args: ServeArgs,
 }
 
+/// mimalloc: a good share of per-request CPU was glibc malloc/free (seen in perf).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEMO_USER: &str = "demo-member";
 const DEMO_EMAIL: &str = "demo@babes.club";
 

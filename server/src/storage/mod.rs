@@ -98,13 +98,21 @@ impl Store {
                 aws_sdk_dynamodb::config::Builder::from(&shared).timeout_config(timeouts).build()
             }
             // Emulators accept any credentials; static ones avoid probing the credential chain.
-            Some(url) => aws_sdk_dynamodb::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new(region.to_string()))
-                .endpoint_url(url)
-                .credentials_provider(Credentials::new("local", "local", None, None, "static"))
-                .timeout_config(timeouts)
-                .build(),
+            Some(url) => {
+                let mut builder = aws_sdk_dynamodb::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(Region::new(region.to_string()))
+                    .endpoint_url(url)
+                    .credentials_provider(Credentials::new("local", "local", None, None, "static"))
+                    .timeout_config(timeouts);
+                // A plain-HTTP endpoint needs no TLS: skip loading the system's root
+                // certificates, which is most of the start-up time otherwise.
+                if url.starts_with("http://") {
+                    builder =
+                        builder.http_client(aws_smithy_http_client::Builder::new().build_http());
+                }
+                builder.build()
+            }
         };
         Store { client: Client::from_conf(config), tables: TableNames::new(prefix) }
     }
