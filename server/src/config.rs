@@ -69,6 +69,43 @@ pub struct ServerArgs {
     /// Log level (trace, debug, info, warn, error).
     #[arg(long, env = "DASHBOARD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// Stripe secret key. Unset on the development default: an in-process Stripe simulator
+    /// with demo data is used instead.
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<String>,
+
+    /// Signing secret of the Stripe webhook endpoint (`whsec_…`).
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<String>,
+
+    /// Stripe API base URL (a simulator's for tests).
+    #[arg(long, env = "STRIPE_API_BASE", default_value = "https://api.stripe.com/")]
+    pub stripe_api_base: String,
+
+    /// Seconds after which a member's cached orders count as stale.
+    #[arg(long, env = "DASHBOARD_ORDERS_STALE_AFTER", default_value_t = 900)]
+    pub orders_stale_after_secs: u64,
+
+    /// Key (at least 32 bytes) that signs order page tokens.
+    #[arg(long, env = "DASHBOARD_CURSOR_KEY", hide_env_values = true)]
+    pub cursor_key: Option<String>,
+
+    /// Scope or Cognito group that the `/internal/*` endpoints require.
+    #[arg(long, env = "DASHBOARD_ADMIN_SCOPE", default_value = "dashboard/admin")]
+    pub admin_scope: String,
+
+    /// Members reconciled at once by the scheduled sync.
+    #[arg(long, env = "DASHBOARD_SYNC_CONCURRENCY", default_value_t = 4)]
+    pub sync_concurrency: usize,
+}
+
+/// Where Stripe is.
+#[derive(Clone, Debug)]
+pub enum StripeSetting {
+    Live(crate::stripe::StripeConfig),
+    /// The in-process simulator with demo data (development default only).
+    Simulated,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -121,6 +158,8 @@ pub struct Config {
     pub table_prefix: String,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub stripe: StripeSetting,
+    pub orders: crate::orders::OrdersConfig,
 }
 
 impl ServerArgs {
@@ -196,6 +235,37 @@ impl ServerArgs {
                 dev_mode: false,
             }
         };
+        let dev = auth.dev_mode;
+        let stripe = match (self.stripe_secret_key, self.stripe_webhook_secret) {
+            (Some(secret_key), Some(webhook_secret)) => {
+                url::Url::parse(&self.stripe_api_base)
+                    .map_err(|e| format!("STRIPE_API_BASE is not a URL: {e}"))?;
+                StripeSetting::Live(crate::stripe::StripeConfig {
+                    secret_key,
+                    webhook_secret,
+                    api_base: self.stripe_api_base,
+                    retry_base: Duration::from_millis(500),
+                    max_attempts: 5,
+                })
+            }
+            (Some(_), None) => {
+                return Err("STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY".into())
+            }
+            (None, _) if dev && cfg!(feature = "embedded") => StripeSetting::Simulated,
+            (None, _) => {
+                return Err("STRIPE_SECRET_KEY is required outside the development default".into())
+            }
+        };
+        let cursor_key = match self.cursor_key {
+            Some(key) if key.len() >= 32 => key.into_bytes(),
+            Some(_) => return Err("DASHBOARD_CURSOR_KEY must be at least 32 bytes".into()),
+            None if dev => dev_file_secret(&self.data_dir, "dev-cursor-key")?,
+            None => {
+                return Err(
+                    "DASHBOARD_CURSOR_KEY is required outside the development default".into()
+                )
+            }
+        };
         Ok(Config {
             bind_addr: self.bind_addr,
             auth,
@@ -203,6 +273,13 @@ impl ServerArgs {
             table_prefix: self.table_prefix,
             log_format: self.log_format,
             log_level: self.log_level,
+            stripe,
+            orders: crate::orders::OrdersConfig {
+                stale_after: Duration::from_secs(self.orders_stale_after_secs),
+                cursor_key,
+                admin_scope: self.admin_scope,
+                schedule_concurrency: self.sync_concurrency.max(1),
+            },
         })
     }
 }
@@ -210,7 +287,12 @@ impl ServerArgs {
 /// The development HS256 secret: random, kept in the data folder so dev tokens survive
 /// restarts, and never in the repository.
 pub fn dev_secret(data_dir: &std::path::Path) -> Result<Vec<u8>, String> {
-    let path = data_dir.join("dev-hs256-secret");
+    dev_file_secret(data_dir, "dev-hs256-secret")
+}
+
+/// A random development secret kept in the data folder (created on first use).
+fn dev_file_secret(data_dir: &std::path::Path, name: &str) -> Result<Vec<u8>, String> {
+    let path = data_dir.join(name);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         return hex::decode(existing.trim())
             .map_err(|e| format!("{} is corrupt ({e}); delete it", path.display()));
@@ -259,6 +341,16 @@ mod tests {
             (&["--jwks-url=not a url", "--jwt-issuer=i", "--jwt-client-id=c"], "not a URL"),
             (&["--dynamodb-endpoint=nope"], "not a URL"),
             (&["--aws-region=eu-west-1"], "no token verification"),
+            (
+                &[
+                    "--aws-region=r",
+                    "--jwt-hs256-secret=0123456789abcdef0123456789abcdef",
+                    "--jwt-issuer=i",
+                    "--jwt-client-id=c",
+                ],
+                "STRIPE_SECRET_KEY",
+            ),
+            (&["--stripe-secret-key=sk_test_x"], "STRIPE_WEBHOOK_SECRET"),
         ];
         for (flags, expected) in cases {
             let error = resolve(flags).unwrap_err();
@@ -271,6 +363,9 @@ mod tests {
     fn production_settings_resolve() {
         let config = resolve(&[
             "--aws-region=eu-west-1",
+            "--stripe-secret-key=sk_live_x",
+            "--stripe-webhook-secret=whsec_x",
+            "--cursor-key=0123456789abcdef0123456789abcdef",
             "--jwks-url=https://cognito-idp.eu-west-1.amazonaws.com/pool/.well-known/jwks.json",
             "--jwt-issuer=https://cognito-idp.eu-west-1.amazonaws.com/pool",
             "--jwt-client-id=abc",

@@ -21,6 +21,27 @@ pub enum DomainError {
     PreconditionFailed,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("not found")]
+    NotFound,
+    #[error("member not found")]
+    MemberNotFound,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("invalid page token")]
+    InvalidPageToken,
+    #[error("invalid webhook signature: {0}")]
+    InvalidSignature(&'static str),
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// Stripe could not be reached (after retries).
+    #[error("{0}")]
+    Upstream(String),
+}
+
+impl DomainError {
+    pub fn invalid(code: &'static str, field: &str, message: &str) -> Self {
+        DomainError::Invalid { code, field: field.to_string(), message: message.to_string() }
+    }
 }
 
 impl DomainError {
@@ -53,6 +74,45 @@ impl DomainError {
             }
             DomainError::Store(StoreError::Unavailable(why)) => {
                 warn!(log, "store unavailable"; "error" => why);
+                unavailable()
+            }
+            DomainError::NotFound => ApiError::new(
+                ErrorStatusCode::NOT_FOUND,
+                "order_not_found",
+                "no such order for this member",
+            ),
+            DomainError::MemberNotFound => ApiError::new(
+                ErrorStatusCode::NOT_FOUND,
+                "member_not_found",
+                "no member with this id has a profile",
+            ),
+            DomainError::Forbidden => ApiError::new(
+                ErrorStatusCode::FORBIDDEN,
+                "forbidden",
+                "this operation needs the admin scope",
+            ),
+            DomainError::InvalidPageToken => ApiError::new(
+                ErrorStatusCode::BAD_REQUEST,
+                "invalid_page_token",
+                "page_token is not valid for this member and listing",
+            )
+            .with_field("page_token"),
+            DomainError::InvalidSignature(why) => {
+                debug!(log, "webhook rejected"; "reason" => why);
+                ApiError::new(
+                    ErrorStatusCode::BAD_REQUEST,
+                    "invalid_signature",
+                    "missing or invalid Stripe-Signature",
+                )
+                .with_field("Stripe-Signature")
+            }
+            DomainError::Conflict(code) => ApiError::new(
+                ErrorStatusCode::CONFLICT,
+                code,
+                "the Stripe customer belongs to another member",
+            ),
+            DomainError::Upstream(why) => {
+                warn!(log, "Stripe unavailable"; "error" => why);
                 unavailable()
             }
             DomainError::Store(StoreError::Internal(why)) => {

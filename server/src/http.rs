@@ -1,12 +1,20 @@
 //! HTTP handlers: authenticate, validate, call the domain, map errors. Nothing else.
 
+use crate::auth::Identity;
 use crate::error::DomainError;
 use crate::profiles;
 use crate::ServerContext;
 use dashboard_api::{
-    ApiError, DashboardApi, Health, IfMatchHeader, Profile, ProfileHeaders, ProfileUpdate,
+    ApiError, DashboardApi, Health, IfMatchHeader, LinkStripeCustomer, MemberPath, Order,
+    OrderFilters, OrderPath, OrdersPage, OrdersPageSelector, Profile, ProfileHeaders,
+    ProfileUpdate, ScheduledSyncReport, StripeSignatureHeader, SyncReport, SyncRequest, SyncStatus,
+    WebhookAck,
 };
-use dropshot::{Header, HttpResponseHeaders, HttpResponseOk, RequestContext, TypedBody};
+use dropshot::{
+    Header, HttpResponseHeaders, HttpResponseOk, PaginationParams, Path, Query, RequestContext,
+    TypedBody, UntypedBody,
+};
+use std::future::Future;
 
 /// The implementation of the API trait (never constructed).
 pub enum DashboardImpl {}
@@ -16,6 +24,35 @@ type ProfileResponse = HttpResponseHeaders<HttpResponseOk<Profile>, ProfileHeade
 fn profile_response(item: crate::storage::profiles::ProfileItem) -> ProfileResponse {
     let etag = profiles::etag(&item);
     HttpResponseHeaders::new(HttpResponseOk(profiles::to_api(item)), ProfileHeaders { etag })
+}
+
+/// Authenticates, runs the domain call, and maps its error: the whole of a handler.
+async fn member<T, F, Fut>(rqctx: &RequestContext<ServerContext>, call: F) -> Result<T, ApiError>
+where
+    F: FnOnce(Identity) -> Fut,
+    Fut: Future<Output = Result<T, DomainError>>,
+{
+    let result = async {
+        let identity = rqctx.context().auth.authenticate(rqctx.request.headers()).await?;
+        call(identity).await
+    };
+    result.await.map_err(|e| e.into_api(&rqctx.log))
+}
+
+/// Like [`member`], for the admin-only endpoints.
+async fn admin<T, F, Fut>(rqctx: &RequestContext<ServerContext>, call: F) -> Result<T, ApiError>
+where
+    F: FnOnce(Identity) -> Fut,
+    Fut: Future<Output = Result<T, DomainError>>,
+{
+    member(rqctx, |identity| async {
+        rqctx.context().orders.require_admin(&identity)?;
+        slog::info!(rqctx.log, "admin action";
+            "record_type" => "audit", "user_id" => &identity.user_id,
+            "action" => rqctx.endpoint.operation_id.clone());
+        call(identity).await
+    })
+    .await
 }
 
 impl DashboardApi for DashboardImpl {
@@ -55,5 +92,89 @@ impl DashboardApi for DashboardImpl {
                 .await
         };
         result.await.map(profile_response).map_err(|e: DomainError| e.into_api(&rqctx.log))
+    }
+
+    async fn list_orders(
+        rqctx: RequestContext<Self::Context>,
+        query: Query<PaginationParams<OrderFilters, OrdersPageSelector>>,
+    ) -> Result<HttpResponseOk<OrdersPage>, ApiError> {
+        let params = query.into_inner();
+        // Dropshot folds a missing limit into its own default; the API's default differs.
+        let explicit = rqctx.request.uri().query().is_some_and(|q| {
+            url::form_urlencoded::parse(q.as_bytes()).any(|(key, _)| key == "limit")
+        });
+        let limit = rqctx.page_limit(&params).map_err(ApiError::from)?.get();
+        let limit = explicit.then_some(limit);
+        let orders = rqctx.context().orders.clone();
+        member(
+            &rqctx,
+            |identity| async move { orders.list(&identity.user_id, &params, limit).await },
+        )
+        .await
+        .map(HttpResponseOk)
+    }
+
+    async fn get_order(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<OrderPath>,
+    ) -> Result<HttpResponseOk<Order>, ApiError> {
+        let order_id = path.into_inner().order_id;
+        let orders = rqctx.context().orders.clone();
+        member(&rqctx, |identity| async move { orders.detail(&identity.user_id, &order_id).await })
+            .await
+            .map(HttpResponseOk)
+    }
+
+    async fn get_sync_status(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<HttpResponseOk<SyncStatus>, ApiError> {
+        let orders = rqctx.context().orders.clone();
+        member(&rqctx, |identity| async move { orders.sync_status(&identity.user_id).await })
+            .await
+            .map(HttpResponseOk)
+    }
+
+    async fn post_stripe_webhook(
+        rqctx: RequestContext<Self::Context>,
+        signature: Header<StripeSignatureHeader>,
+        body: UntypedBody,
+    ) -> Result<HttpResponseOk<WebhookAck>, ApiError> {
+        let signature = signature.into_inner().stripe_signature;
+        rqctx
+            .context()
+            .orders
+            .webhook(body.as_bytes(), signature.as_deref())
+            .await
+            .map(HttpResponseOk)
+            .map_err(|e| e.into_api(&rqctx.log))
+    }
+
+    async fn post_sync_member(
+        rqctx: RequestContext<Self::Context>,
+        body: TypedBody<SyncRequest>,
+    ) -> Result<HttpResponseOk<SyncReport>, ApiError> {
+        let user_id = body.into_inner().user_id;
+        let orders = rqctx.context().orders.clone();
+        admin(&rqctx, |_| async move { orders.reconcile(&user_id).await }).await.map(HttpResponseOk)
+    }
+
+    async fn post_sync_all(
+        rqctx: RequestContext<Self::Context>,
+    ) -> Result<HttpResponseOk<ScheduledSyncReport>, ApiError> {
+        let orders = rqctx.context().orders.clone();
+        admin(&rqctx, |_| async move { orders.reconcile_all().await }).await.map(HttpResponseOk)
+    }
+
+    async fn put_member_stripe_customer(
+        rqctx: RequestContext<Self::Context>,
+        path: Path<MemberPath>,
+        body: TypedBody<LinkStripeCustomer>,
+    ) -> Result<HttpResponseOk<Profile>, ApiError> {
+        let user_id = path.into_inner().user_id;
+        let customer = body.into_inner().stripe_customer_id;
+        let orders = rqctx.context().orders.clone();
+        admin(&rqctx, |_| async move { orders.link(&user_id, &customer).await })
+            .await
+            .map(|item| HttpResponseOk(profiles::to_api(item)))
     }
 }

@@ -5,11 +5,14 @@
 
 pub mod auth;
 pub mod config;
+pub mod cursor;
 pub mod error;
 pub mod http;
 pub mod logging;
+pub mod orders;
 pub mod profiles;
 pub mod storage;
+pub mod stripe;
 pub mod validate;
 
 use anyhow::Context as _;
@@ -26,6 +29,7 @@ pub const DEFAULT_BODY_MAX_BYTES: usize = 256 * 1024;
 pub struct ServerContext {
     pub store: Store,
     pub auth: auth::Authenticator,
+    pub orders: std::sync::Arc<orders::OrderService>,
 }
 
 /// A started server and, when used, the embedded store it talks to.
@@ -33,6 +37,9 @@ pub struct RunningServer {
     pub server: dropshot::HttpServer<ServerContext>,
     #[cfg(feature = "embedded")]
     pub embedded: Option<storage::embedded::EmbeddedStore>,
+    /// The in-process Stripe simulator of the development default.
+    #[cfg(feature = "embedded")]
+    pub stripe_sim: Option<stripe_sim::StripeSim>,
 }
 
 impl RunningServer {
@@ -42,6 +49,10 @@ impl RunningServer {
 
     pub fn store(&self) -> &Store {
         &self.server.app_private().store
+    }
+
+    pub fn orders(&self) -> &std::sync::Arc<orders::OrderService> {
+        &self.server.app_private().orders
     }
 
     /// Stops the HTTP server, then the embedded store (flushing it to disk).
@@ -83,7 +94,37 @@ pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServe
         #[cfg(not(feature = "embedded"))]
         StoreConfig::Embedded { .. } => anyhow::bail!("this build has no embedded store"),
     };
-    let context = ServerContext { store, auth: auth::Authenticator::new(config.auth.clone()) };
+    #[cfg(feature = "embedded")]
+    let mut stripe_sim = None;
+    let stripe_config = match &config.stripe {
+        config::StripeSetting::Live(stripe) => stripe.clone(),
+        #[cfg(feature = "embedded")]
+        config::StripeSetting::Simulated => {
+            let sim = stripe_sim::StripeSim::start().await;
+            let webhook_secret = format!("whsec_dev_{}", hex::encode(rand::random::<[u8; 16]>()));
+            let stripe = stripe::StripeConfig {
+                secret_key: sim.secret_key().to_string(),
+                webhook_secret,
+                api_base: sim.url().to_string(),
+                retry_base: std::time::Duration::from_millis(100),
+                max_attempts: 5,
+            };
+            stripe_sim = Some(sim);
+            stripe
+        }
+        #[cfg(not(feature = "embedded"))]
+        config::StripeSetting::Simulated => anyhow::bail!("this build has no Stripe simulator"),
+    };
+    let webhook_secret = stripe_config.webhook_secret.clone();
+    let stripe_api = stripe::StripeApi::new(stripe_config).map_err(|e| anyhow::anyhow!(e))?;
+    let orders = std::sync::Arc::new(orders::OrderService::new(
+        store.clone(),
+        stripe_api,
+        config.orders.clone(),
+        log.new(slog::o!("component" => "orders")),
+    ));
+    let context =
+        ServerContext { store, auth: auth::Authenticator::new(config.auth.clone()), orders };
     let api = dashboard_api::dashboard_api_mod::api_description::<http::DashboardImpl>()
         .map_err(|e| anyhow::anyhow!("building the API description: {e}"))?;
     let dropshot_config = dropshot::ConfigDropshot {
@@ -95,9 +136,17 @@ pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServe
         .config(dropshot_config)
         .start()
         .map_err(|e| anyhow::anyhow!("starting the HTTP server on {}: {e}", config.bind_addr))?;
+    #[cfg(feature = "embedded")]
+    if let Some(sim) = &stripe_sim {
+        let url = format!("http://{}/webhooks/stripe", server.local_addr());
+        sim.set_webhook_endpoint(&url, &webhook_secret);
+    }
+    let _ = webhook_secret;
     Ok(RunningServer {
         server,
         #[cfg(feature = "embedded")]
         embedded,
+        #[cfg(feature = "embedded")]
+        stripe_sim,
     })
 }

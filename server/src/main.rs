@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a development HS256 token for a member (development only).
     MintToken(MintArgs),
     /// Run only the embedded DynamoDB-API store, as its own process (benchmarks, local tools).
@@ -75,6 +75,57 @@ struct DefaultServe {
     args: ServeArgs,
 }
 
+/// Gives the demo member a Stripe customer with a few dozen payments in different states in
+/// the simulator, then pulls them in through the real reconcile path.
+#[cfg(feature = "embedded")]
+async fn seed_demo_orders(running: &dashboard_server::RunningServer) -> Result<(), String> {
+    use stripe_sim::ItemSpec;
+    let Some(sim) = &running.stripe_sim else { return Ok(()) };
+    let customer = sim.create_customer(DEMO_EMAIL);
+    let products = [
+        ("Babes Club Tee", 3500),
+        ("Logo Hoodie", 7200),
+        ("Sticker Pack", 800),
+        ("Tote Bag", 2400),
+        ("Enamel Pin", 1200),
+    ];
+    sim.set_clock(chrono::Utc::now().timestamp() - 45 * 86_400);
+    for i in 0..32usize {
+        sim.advance(31 * 3600 + (i as i64 * 977) % 7200);
+        let (name, price) = products[i % products.len()];
+        let quantity = 1 + (i % 3) as u64;
+        let items = [ItemSpec::new(name, quantity, price), ItemSpec::new("Sticker Pack", 1, 800)];
+        let amount = price * quantity as i64 + 800;
+        if i % 11 == 4 {
+            sim.checkout(&customer, "usd", &items);
+            continue;
+        }
+        let pi = sim.create_payment_intent(&customer, amount, "usd", &items);
+        match i % 8 {
+            0..=2 => {
+                sim.succeed(&pi);
+            }
+            3 => {
+                sim.succeed(&pi);
+                sim.refund(&pi, 800);
+            }
+            4 => {
+                sim.succeed(&pi);
+                sim.refund(&pi, amount);
+            }
+            5 => {
+                sim.fail(&pi);
+            }
+            6 => sim.cancel(&pi),
+            _ => sim.process(&pi),
+        }
+    }
+    let orders = running.orders();
+    orders.link(DEMO_USER, &customer).await.map_err(|e| e.to_string())?;
+    orders.reconcile(DEMO_USER).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// mimalloc: a good share of per-request CPU was glibc malloc/free (seen in perf).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -84,14 +135,14 @@ const DEMO_EMAIL: &str = "demo@babes.club";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli
-        .command
-        .unwrap_or_else(|| Command::Serve(DefaultServe::parse_from(["dashboard-server"]).args));
+    let command = cli.command.unwrap_or_else(|| {
+        Command::Serve(Box::new(DefaultServe::parse_from(["dashboard-server"]).args))
+    });
     match command {
         Command::MintToken(args) => mint(args),
         #[cfg(feature = "embedded")]
         Command::Store(args) => runtime().block_on(store(args)),
-        Command::Serve(args) => runtime().block_on(serve(args)),
+        Command::Serve(args) => runtime().block_on(serve(*args)),
     }
 }
 
@@ -173,6 +224,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
         };
         if let Err(error) = running.store().create_profile(&seeded).await {
             warn!(log, "could not seed the demo member"; "error" => error.to_string());
+        }
+        #[cfg(feature = "embedded")]
+        if let Err(error) = seed_demo_orders(&running).await {
+            warn!(log, "could not seed the demo orders"; "error" => error);
         }
         let secret = config.auth.hs256_secret.as_deref().expect("dev mode has a secret");
         let token = auth::mint_dev_token(

@@ -65,7 +65,8 @@ impl Params {
     fn expand(&self) -> Vec<String> {
         self.0
             .iter()
-            .filter(|(k, _)| k == "expand[]" || k == "expand")
+            // Clients send `expand[]=…`, `expand[0]=…` or `expand=…`.
+            .filter(|(k, _)| k == "expand" || k.starts_with("expand["))
             .map(|(_, v)| v.clone())
             .collect()
     }

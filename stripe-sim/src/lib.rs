@@ -163,6 +163,11 @@ impl StripeSim {
         self.state.lock().unwrap().requests.clear();
     }
 
+    /// Sets the simulated clock (Unix seconds).
+    pub fn set_clock(&self, now: i64) {
+        self.state.lock().unwrap().now = now;
+    }
+
     /// Moves the simulated clock (new objects and events get later `created` values).
     pub fn advance(&self, seconds: i64) {
         self.state.lock().unwrap().now += seconds;
@@ -177,7 +182,7 @@ impl StripeSim {
     /// One object by id, as the API would return it (unexpanded).
     pub fn object(&self, id: &str) -> Option<Value> {
         let state = self.state.lock().unwrap();
-        [
+        let found = [
             &state.customers,
             &state.payment_intents,
             &state.charges,
@@ -187,7 +192,8 @@ impl StripeSim {
             &state.events,
         ]
         .into_iter()
-        .find_map(|c| c.get(id).cloned())
+        .find_map(|c| c.get(id).cloned());
+        found
     }
 
     /// Signs and POSTs one event to the webhook endpoint; returns the HTTP status.

@@ -3,17 +3,24 @@
 //! `dashboard_client`; they never call server code directly.
 
 use dashboard_client::Client;
-use dashboard_server::config::{AuthConfig, Config, JwksSource, LogFormat, StoreConfig};
+use dashboard_server::config::{
+    AuthConfig, Config, JwksSource, LogFormat, StoreConfig, StripeSetting,
+};
+use dashboard_server::orders::OrdersConfig;
+use dashboard_server::stripe::StripeConfig;
 use dashboard_server::RunningServer;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use stripe_sim::StripeSim;
 
 pub mod jwks;
 
 pub const ISSUER: &str = "https://issuer.test/pool";
 pub const CLIENT_ID: &str = "test-client";
+pub const ADMIN_SCOPE: &str = "dashboard/admin";
+pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
 
 /// What a test server should look like.
 #[derive(Clone, Default)]
@@ -26,12 +33,16 @@ pub struct Options {
     pub jwks_min_refresh: Duration,
     /// Reuse this HS256 secret (default: a fresh random one).
     pub hs256_secret: Option<Vec<u8>>,
+    /// Orders older than this are stale (default: one hour).
+    pub stale_after: Option<Duration>,
 }
 
 /// A running server and what a test needs to talk to it.
 pub struct TestServer {
     running: Option<RunningServer>,
     pub base_url: String,
+    /// The Stripe simulator this server talks to.
+    pub stripe: StripeSim,
     pub hs256_secret: Vec<u8>,
     logs: Arc<Mutex<Vec<u8>>>,
 }
@@ -60,6 +71,7 @@ impl TestServer {
             let secret: [u8; 32] = rand::random();
             secret.to_vec()
         });
+        let stripe = StripeSim::start().await;
         let config = Config {
             bind_addr: "127.0.0.1:0".parse().unwrap(),
             auth: AuthConfig {
@@ -76,13 +88,27 @@ impl TestServer {
             table_prefix: "test-".into(),
             log_format: LogFormat::Json,
             log_level: "info".into(),
+            stripe: StripeSetting::Live(StripeConfig {
+                secret_key: stripe.secret_key().to_string(),
+                webhook_secret: WEBHOOK_SECRET.into(),
+                api_base: stripe.url().to_string(),
+                retry_base: Duration::from_millis(5),
+                max_attempts: 8,
+            }),
+            orders: OrdersConfig {
+                stale_after: options.stale_after.unwrap_or(Duration::from_secs(3600)),
+                cursor_key: rand::random::<[u8; 32]>().to_vec(),
+                admin_scope: ADMIN_SCOPE.into(),
+                schedule_concurrency: 4,
+            },
         };
         let logs = Arc::new(Mutex::new(Vec::new()));
         let drain = dashboard_server::logging::json_drain(SharedBuf(logs.clone()));
         let log = slog::Logger::root(slog::Drain::fuse(Mutex::new(drain)), slog::o!());
         let running = dashboard_server::start(&config, &log).await.expect("server starts");
         let base_url = format!("http://{}", running.local_addr());
-        TestServer { running: Some(running), base_url, hs256_secret, logs }
+        stripe.set_webhook_endpoint(&format!("{base_url}/webhooks/stripe"), WEBHOOK_SECRET);
+        TestServer { running: Some(running), base_url, stripe, hs256_secret, logs }
     }
 
     /// A generated client that sends `Authorization: Bearer <token>`.
@@ -108,6 +134,11 @@ impl TestServer {
     /// A client for a member, with a valid HS256 token.
     pub fn member(&self, user_id: &str) -> Client {
         self.client(&self.token(json!({ "sub": user_id })))
+    }
+
+    /// A client for an admin (a token with the admin scope).
+    pub fn admin(&self) -> Client {
+        self.client(&self.token(json!({ "sub": "admin-1", "scope": ADMIN_SCOPE })))
     }
 
     /// A valid HS256 token; `overrides` replaces or adds claims (`null` removes one).

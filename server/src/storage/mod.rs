@@ -3,6 +3,8 @@
 
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod events;
+pub mod orders;
 pub mod profiles;
 pub mod schema;
 
@@ -46,6 +48,11 @@ impl<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug> From<SdkErro
             }
             _ => match error.code() {
                 Some("ConditionalCheckFailedException") => StoreError::ConditionFailed,
+                Some("TransactionCanceledException")
+                    if error.message().is_some_and(|m| m.contains("ConditionalCheckFailed")) =>
+                {
+                    StoreError::ConditionFailed
+                }
                 Some(code) if RETRYABLE_CODES.contains(&code) => {
                     StoreError::Unavailable(code.to_string())
                 }
@@ -65,11 +72,17 @@ impl From<serde_dynamo::Error> for StoreError {
 #[derive(Clone, Debug)]
 pub struct TableNames {
     pub user_profiles: String,
+    pub order_snapshots: String,
+    pub stripe_events: String,
 }
 
 impl TableNames {
     pub fn new(prefix: &str) -> Self {
-        TableNames { user_profiles: format!("{prefix}{}", schema::USER_PROFILES) }
+        TableNames {
+            user_profiles: format!("{prefix}{}", schema::USER_PROFILES),
+            order_snapshots: format!("{prefix}{}", schema::ORDER_SNAPSHOTS),
+            stripe_events: format!("{prefix}{}", schema::STRIPE_EVENTS),
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! The `UserProfiles` table: one item per member, written with conditions on `version`.
 
+use super::schema::BY_STRIPE_CUSTOMER;
 use super::{Store, StoreError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::SecondsFormat;
-use dashboard_api::{DashboardSettings, ShippingAddress};
+use dashboard_api::{DashboardSettings, ShippingAddress, SyncError, SyncReport, WebhookApplied};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -29,6 +30,15 @@ pub struct ProfileItem {
     pub stripe_customer_id: Option<String>,
     #[serde(default)]
     pub order_count: u64,
+    /// When the orders were last reconciled with Stripe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders_synced_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reconcile: Option<SyncReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_webhook: Option<WebhookApplied>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_error: Option<SyncError>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub version: u64,
@@ -47,6 +57,10 @@ impl ProfileItem {
             dashboard_settings: DashboardSettings::default(),
             stripe_customer_id: None,
             order_count: 0,
+            orders_synced_at: None,
+            last_reconcile: None,
+            last_webhook: None,
+            last_sync_error: None,
             created_at: now,
             updated_at: now,
             version: 1,
@@ -210,5 +224,113 @@ impl Store {
             .await?;
         let old = output.attributes.ok_or(StoreError::ConditionFailed)?;
         Ok(serde_dynamo::from_item(old)?)
+    }
+}
+
+/// Sync bookkeeping kept on the profile item.
+pub enum SyncMeta<'a> {
+    Reconciled(&'a SyncReport),
+    Webhook(&'a WebhookApplied),
+    Failed(&'a SyncError),
+}
+
+impl Store {
+    /// Links a member to a Stripe customer. `ConditionFailed` when the member has no profile.
+    pub async fn link_customer(
+        &self,
+        user_id: &str,
+        customer: &str,
+    ) -> Result<ProfileItem, StoreError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.tables.user_profiles)
+            .set_key(Some(key(user_id)))
+            .update_expression("SET stripeCustomerId = :c, #v = #v + :one")
+            .condition_expression("attribute_exists(userId)")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":c", AttributeValue::S(customer.to_string()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await?;
+        let item = output.attributes.ok_or(StoreError::ConditionFailed)?;
+        Ok(serde_dynamo::from_item(item)?)
+    }
+
+    /// The member linked to a Stripe customer, through the sparse index.
+    pub async fn member_for_customer(&self, customer: &str) -> Result<Option<String>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.tables.user_profiles)
+            .index_name(BY_STRIPE_CUSTOMER)
+            .key_condition_expression("stripeCustomerId = :c")
+            .expression_attribute_values(":c", AttributeValue::S(customer.to_string()))
+            .limit(2)
+            .send()
+            .await?;
+        let items = output.items.unwrap_or_default();
+        Ok(items.first().and_then(|i| i.get("userId")?.as_s().ok().cloned()))
+    }
+
+    /// Every (member, customer) link. A Scan of the sparse index: for the daily schedule only,
+    /// never on a member's request path.
+    pub async fn linked_members(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut links = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.tables.user_profiles)
+                .index_name(BY_STRIPE_CUSTOMER)
+                .projection_expression("userId, stripeCustomerId")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await?;
+            for item in output.items.unwrap_or_default() {
+                let field = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+                if let (Some(user), Some(customer)) = (field("userId"), field("stripeCustomerId")) {
+                    links.push((user, customer));
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(links),
+            }
+        }
+    }
+
+    /// Records sync bookkeeping on the profile (no version bump: it is not a member edit).
+    pub async fn record_sync(&self, user_id: &str, meta: SyncMeta<'_>) -> Result<(), StoreError> {
+        let now = chrono::Utc::now();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.tables.user_profiles)
+            .set_key(Some(key(user_id)))
+            .condition_expression("attribute_exists(userId)");
+        request = match meta {
+            SyncMeta::Reconciled(report) => request
+                .update_expression(
+                    "SET ordersSyncedAt = :at, lastReconcile = :r REMOVE lastSyncError",
+                )
+                .expression_attribute_values(
+                    ":at",
+                    AttributeValue::S(now.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+                )
+                .expression_attribute_values(":r", serde_dynamo::to_attribute_value(report)?),
+            SyncMeta::Webhook(applied) => request
+                .update_expression("SET lastWebhook = :w")
+                .expression_attribute_values(":w", serde_dynamo::to_attribute_value(applied)?),
+            SyncMeta::Failed(error) => request
+                .update_expression("SET lastSyncError = :e")
+                .expression_attribute_values(":e", serde_dynamo::to_attribute_value(error)?),
+        };
+        match request.send().await.map_err(StoreError::from) {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(other) => Err(other),
+        }
     }
 }

@@ -2,8 +2,8 @@
 //! template is checked against the same definitions.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType,
 };
 
 /// One key attribute: its name and DynamoDB scalar type (`S` or `N`).
@@ -27,25 +27,55 @@ pub struct TableSpec {
     pub partition: Key,
     pub sort: Option<Key>,
     pub global_indexes: Vec<IndexSpec>,
+    /// Local indexes share the table's partition key; only their sort key is given.
+    pub local_indexes: Vec<IndexSpec>,
     pub ttl_attribute: Option<&'static str>,
 }
 
 pub const USER_PROFILES: &str = "UserProfiles";
 pub const BY_STRIPE_CUSTOMER: &str = "byStripeCustomerId";
+pub const ORDER_SNAPSHOTS: &str = "OrderSnapshots";
+/// Newest-first listing: sort key `createdKey` = zero-padded creation time + `#` + order id.
+pub const BY_CREATED: &str = "byCreated";
+pub const STRIPE_EVENTS: &str = "StripeEvents";
 
 /// Every table the server uses.
 pub fn tables() -> Vec<TableSpec> {
-    vec![TableSpec {
-        base_name: USER_PROFILES,
-        partition: Key { name: "userId", kind: "S" },
-        sort: None,
-        global_indexes: vec![IndexSpec {
-            name: BY_STRIPE_CUSTOMER,
-            partition: Key { name: "stripeCustomerId", kind: "S" },
+    vec![
+        TableSpec {
+            base_name: USER_PROFILES,
+            partition: Key { name: "userId", kind: "S" },
             sort: None,
-        }],
-        ttl_attribute: None,
-    }]
+            global_indexes: vec![IndexSpec {
+                name: BY_STRIPE_CUSTOMER,
+                partition: Key { name: "stripeCustomerId", kind: "S" },
+                sort: None,
+            }],
+            local_indexes: vec![],
+            ttl_attribute: None,
+        },
+        TableSpec {
+            base_name: ORDER_SNAPSHOTS,
+            partition: Key { name: "userId", kind: "S" },
+            sort: Some(Key { name: "orderId", kind: "S" }),
+            global_indexes: vec![],
+            local_indexes: vec![IndexSpec {
+                name: BY_CREATED,
+                partition: Key { name: "userId", kind: "S" },
+                sort: Some(Key { name: "createdKey", kind: "S" }),
+            }],
+            ttl_attribute: Some("expiresAt"),
+        },
+        // The processed-event ledger: kept longer than Stripe's 3-day retry window.
+        TableSpec {
+            base_name: STRIPE_EVENTS,
+            partition: Key { name: "eventId", kind: "S" },
+            sort: None,
+            global_indexes: vec![],
+            local_indexes: vec![],
+            ttl_attribute: Some("expiresAt"),
+        },
+    ]
 }
 
 fn key_element(key: &Key, key_type: KeyType) -> KeySchemaElement {
@@ -67,7 +97,7 @@ impl TableSpec {
     fn attribute_definitions(&self) -> Vec<AttributeDefinition> {
         let mut keys = vec![self.partition];
         keys.extend(self.sort);
-        for index in &self.global_indexes {
+        for index in self.global_indexes.iter().chain(&self.local_indexes) {
             keys.push(index.partition);
             keys.extend(index.sort);
         }
@@ -102,6 +132,18 @@ impl TableSpec {
                     .expect("index has its required fields")
             })
             .collect();
+        let local: Vec<LocalSecondaryIndex> = self
+            .local_indexes
+            .iter()
+            .map(|index| {
+                LocalSecondaryIndex::builder()
+                    .index_name(index.name)
+                    .set_key_schema(Some(key_schema(&index.partition, index.sort.as_ref())))
+                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    .build()
+                    .expect("index has its required fields")
+            })
+            .collect();
         client
             .create_table()
             .table_name(name)
@@ -109,6 +151,7 @@ impl TableSpec {
             .set_key_schema(Some(key_schema(&self.partition, self.sort.as_ref())))
             .set_attribute_definitions(Some(self.attribute_definitions()))
             .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+            .set_local_secondary_indexes((!local.is_empty()).then_some(local))
             .send()
             .await?;
         if let Some(attribute) = self.ttl_attribute {

@@ -1,0 +1,246 @@
+//! The `OrderSnapshots` table: one item per (member, order), listed newest first through the
+//! `byCreated` local index, written with conditions on `version`.
+
+use super::schema::BY_CREATED;
+use super::{Store, StoreError};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use chrono::{DateTime, Utc};
+use dashboard_api::{
+    OrderCharge, OrderDispute, OrderItem, OrderRefund, OrderShipping, OrderStatus,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// An order as cached.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRecord {
+    pub user_id: String,
+    pub order_id: String,
+    /// `<created, 12 digits>#<order id>`: sorts newest-first listings, ties included.
+    pub created_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_customer_id: Option<String>,
+    pub order_number: String,
+    pub stripe_payment_intent_id: String,
+    pub status: OrderStatus,
+    pub amount: i64,
+    pub amount_refunded: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub items: Vec<OrderItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping: Option<OrderShipping>,
+    #[serde(default)]
+    pub charges: Vec<OrderCharge>,
+    #[serde(default)]
+    pub refunds: Vec<OrderRefund>,
+    #[serde(default)]
+    pub disputes: Vec<OrderDispute>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub synced_at: DateTime<Utc>,
+    pub version: u64,
+    /// Optional expiry (Unix seconds) for DynamoDB TTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+impl OrderRecord {
+    pub fn created_key(created: i64, order_id: &str) -> String {
+        format!("{created:012}#{order_id}")
+    }
+
+    /// True when the Stripe-derived content is the same (bookkeeping fields aside).
+    pub fn same_content(&self, other: &OrderRecord) -> bool {
+        let strip = |r: &OrderRecord| OrderRecord {
+            updated_at: DateTime::<Utc>::MIN_UTC,
+            synced_at: DateTime::<Utc>::MIN_UTC,
+            version: 0,
+            expires_at: None,
+            ..r.clone()
+        };
+        strip(self) == strip(other)
+    }
+
+    fn expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// One page from the newest-first index.
+pub struct OrderPage {
+    pub orders: Vec<OrderRecord>,
+    /// Whether more may follow the last order returned.
+    pub more: bool,
+}
+
+/// What a listing asks for.
+pub struct OrderQuery<'a> {
+    pub user_id: &'a str,
+    pub status: Option<OrderStatus>,
+    /// Lowest `createdKey` (inclusive).
+    pub from_key: Option<String>,
+    /// Listing continues strictly below this `createdKey`.
+    pub below_key: Option<String>,
+    pub limit: usize,
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_string())
+}
+
+impl Store {
+    pub async fn get_order(
+        &self,
+        user_id: &str,
+        order_id: &str,
+    ) -> Result<Option<OrderRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.order_snapshots)
+            .key("userId", s(user_id))
+            .key("orderId", s(order_id))
+            .consistent_read(true)
+            .send()
+            .await?;
+        let record: Option<OrderRecord> = output.item.map(serde_dynamo::from_item).transpose()?;
+        Ok(record.filter(|r| !r.expired(Utc::now().timestamp())))
+    }
+
+    /// Newest first. One Query per page without a status filter; with one, DynamoDB filters
+    /// after reading, so a sparse status may take a few Queries to fill the page.
+    pub async fn list_orders(&self, query: &OrderQuery<'_>) -> Result<OrderPage, StoreError> {
+        let mut names = HashMap::from([
+            ("#u".to_string(), "userId".to_string()),
+            ("#k".to_string(), "createdKey".to_string()),
+        ]);
+        let mut values = HashMap::from([(":u".to_string(), s(query.user_id))]);
+        let low = query.from_key.clone().unwrap_or_default();
+        // `~` sorts after every digit and `#`: the top of the key space.
+        let high = query.below_key.clone().unwrap_or_else(|| "~".to_string());
+        values.insert(":lo".into(), s(&low));
+        values.insert(":hi".into(), s(&high));
+        let key_condition = "#u = :u AND #k BETWEEN :lo AND :hi";
+        let mut filter = None;
+        if let Some(status) = query.status {
+            names.insert("#s".into(), "status".into());
+            values.insert(":s".into(), serde_dynamo::to_attribute_value(status)?);
+            filter = Some("#s = :s");
+        }
+        let now = Utc::now().timestamp();
+        let mut orders = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.order_snapshots)
+                .index_name(BY_CREATED)
+                .key_condition_expression(key_condition)
+                .set_filter_expression(filter.map(str::to_string))
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(false)
+                .limit((query.limit - orders.len()) as i32 + 1)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await?;
+            for item in output.items.unwrap_or_default() {
+                let record: OrderRecord = serde_dynamo::from_item(item)?;
+                // BETWEEN is inclusive; the page continues strictly below the cursor.
+                if query.below_key.as_deref() == Some(record.created_key.as_str())
+                    || record.expired(now)
+                {
+                    continue;
+                }
+                orders.push(record);
+            }
+            if orders.len() > query.limit {
+                orders.truncate(query.limit);
+                return Ok(OrderPage { orders, more: true });
+            }
+            match output.last_evaluated_key {
+                Some(key) if orders.len() < query.limit => start = Some(key),
+                Some(_) => return Ok(OrderPage { orders, more: true }),
+                None => return Ok(OrderPage { orders, more: false }),
+            }
+        }
+    }
+
+    /// Every cached order of a member, by order id (reconcile compares against these).
+    pub async fn all_orders(
+        &self,
+        user_id: &str,
+    ) -> Result<HashMap<String, OrderRecord>, StoreError> {
+        let mut all = HashMap::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.order_snapshots)
+                .key_condition_expression("userId = :u")
+                .expression_attribute_values(":u", s(user_id))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await?;
+            for item in output.items.unwrap_or_default() {
+                let record: OrderRecord = serde_dynamo::from_item(item)?;
+                all.insert(record.order_id.clone(), record);
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Caches a new order and counts it on the member's profile, atomically.
+    /// `ConditionFailed` when the order exists already (or the profile does not).
+    pub async fn insert_order(&self, record: &OrderRecord) -> Result<(), StoreError> {
+        let put = Put::builder()
+            .table_name(&self.tables.order_snapshots)
+            .set_item(Some(serde_dynamo::to_item(record)?))
+            .condition_expression("attribute_not_exists(orderId)")
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let count = Update::builder()
+            .table_name(&self.tables.user_profiles)
+            .key("userId", s(&record.user_id))
+            .update_expression("ADD orderCount :one")
+            .condition_expression("attribute_exists(userId)")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces a cached order if it is still at `expected_version`.
+    pub async fn replace_order(
+        &self,
+        record: &OrderRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.order_snapshots)
+            .set_item(Some(serde_dynamo::to_item(record)?))
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":v", AttributeValue::N(expected_version.to_string()))
+            .send()
+            .await?;
+        Ok(())
+    }
+}
