@@ -32,6 +32,20 @@ pub struct Faults {
     pub latency: Duration,
 }
 
+/// The endpoint's answer to one webhook delivery.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Delivery {
+    /// The `outcome` the server reported, if any.
+    pub fn outcome(&self) -> &str {
+        self.body["outcome"].as_str().unwrap_or_default()
+    }
+}
+
 /// A Stripe object collection, newest last in insertion order.
 #[derive(Default)]
 pub(crate) struct Collection {
@@ -196,30 +210,39 @@ impl StripeSim {
         found
     }
 
-    /// Signs and POSTs one event to the webhook endpoint; returns the HTTP status.
-    pub async fn deliver(&self, event_id: &str) -> u16 {
+    /// Signs and POSTs one event to the webhook endpoint.
+    pub async fn deliver(&self, event_id: &str) -> Delivery {
         let event = self.object(event_id).expect("known event");
         let body = serde_json::to_string(&event).expect("event serialises");
         self.post_webhook(body, chrono::Utc::now().timestamp()).await
     }
 
     /// POSTs a raw body signed at `timestamp` (tests of stale and tampered signatures).
-    pub async fn post_webhook(&self, body: String, timestamp: i64) -> u16 {
+    pub async fn post_webhook(&self, body: String, timestamp: i64) -> Delivery {
         let (url, secret) = self.webhook.lock().unwrap().clone().expect("webhook endpoint set");
         let header = signature_header(&secret, timestamp, &body);
         self.post_raw(&url, body, Some(header)).await
     }
 
+    /// The webhook endpoint and its secret, once set.
+    pub fn webhook_endpoint(&self) -> Option<(String, String)> {
+        self.webhook.lock().unwrap().clone()
+    }
+
     /// POSTs a body with any `Stripe-Signature` header (or none).
-    pub async fn post_raw(&self, url: &str, body: String, signature: Option<String>) -> u16 {
+    pub async fn post_raw(&self, url: &str, body: String, signature: Option<String>) -> Delivery {
         let mut request =
             self.http.post(url).header("content-type", "application/json; charset=utf-8");
         if let Some(signature) = signature {
             request = request.header("stripe-signature", signature);
         }
         match request.body(body).send().await {
-            Ok(response) => response.status().as_u16(),
-            Err(_) => 0,
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                Delivery { status, body: serde_json::from_str(&body).unwrap_or(Value::Null) }
+            }
+            Err(_) => Delivery { status: 0, body: Value::Null },
         }
     }
 }

@@ -1,0 +1,327 @@
+//! Stripe webhooks: signatures, duplicates, disorder, ties and failures, with the simulator
+//! sending events exactly as Stripe signs them.
+
+use dashboard_client::types::{LinkStripeCustomer, OrderStatus};
+use dashboard_client::Client;
+use dashboard_tests::{expect_error, TestServer, WEBHOOK_SECRET};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use stripe_sim::{Faults, ItemSpec};
+
+fn items() -> Vec<ItemSpec> {
+    vec![ItemSpec::new("Babes Club Tee", 1, 3000)]
+}
+
+async fn linked_member(server: &TestServer, user: &str) -> (Client, String) {
+    let client = server.member(user);
+    client.get_profile().await.unwrap();
+    let customer = server.stripe.create_customer(&format!("{user}@example.com"));
+    let body = LinkStripeCustomer { stripe_customer_id: customer.parse().unwrap() };
+    server.admin().put_member_stripe_customer(user, &body).await.unwrap();
+    (client, customer)
+}
+
+fn event_ids(server: &TestServer) -> Vec<String> {
+    server.stripe.events().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn bad_signatures_are_400_and_write_nothing() {
+    let server = TestServer::start().await;
+    let (client, customer) = linked_member(&server, "signed").await;
+    let pi = server.stripe.create_payment_intent(&customer, 3000, "usd", &items());
+    server.stripe.succeed(&pi);
+    let event = server
+        .stripe
+        .events()
+        .into_iter()
+        .find(|e| e["type"] == "payment_intent.succeeded")
+        .unwrap();
+    let body = serde_json::to_string(&event).unwrap();
+    let (url, _) = server.stripe.webhook_endpoint().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let tampered = body.replace("\"amount\":3000", "\"amount\":1");
+    assert_ne!(tampered, body);
+    let cases: Vec<(&str, String, Option<String>)> = vec![
+        ("missing header", body.clone(), None),
+        ("empty header", body.clone(), Some(String::new())),
+        ("garbage header", body.clone(), Some("nonsense".into())),
+        (
+            "wrong secret",
+            body.clone(),
+            Some(stripe_sim::signature_header("whsec_wrong", now, &body)),
+        ),
+        (
+            "stale: 301 s old",
+            body.clone(),
+            Some(stripe_sim::signature_header(WEBHOOK_SECRET, now - 301, &body)),
+        ),
+        (
+            "future: 301 s ahead",
+            body.clone(),
+            Some(stripe_sim::signature_header(WEBHOOK_SECRET, now + 301, &body)),
+        ),
+        (
+            "tampered body",
+            tampered.clone(),
+            Some(stripe_sim::signature_header(WEBHOOK_SECRET, now, &body)),
+        ),
+        (
+            "signature of another body",
+            body.clone(),
+            Some(stripe_sim::signature_header(WEBHOOK_SECRET, now, &tampered)),
+        ),
+    ];
+    for (name, payload, signature) in cases {
+        let delivery = server.stripe.post_raw(&url, payload, signature).await;
+        assert_eq!(delivery.status, 400, "{name}: {:?}", delivery.body);
+        assert_eq!(delivery.body["error_code"], "invalid_signature", "{name}");
+    }
+    let (status, _) = expect_error(client.get_order(&format!("{pi}x")).await);
+    assert_eq!(status, 404);
+    let status = client.get_sync_status().await.unwrap().into_inner();
+    assert!(status.last_webhook.is_none(), "nothing was applied");
+    assert_eq!(client.get_profile().await.unwrap().into_inner().total_orders, 0);
+
+    // Within tolerance, the same event is accepted.
+    let ok = server.stripe.post_webhook(body, now - 299).await;
+    assert_eq!((ok.status, ok.outcome()), (200, "applied"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn each_event_delivered_ten_times_has_one_effect() {
+    let server = TestServer::start().await;
+    let (client, customer) = linked_member(&server, "dup").await;
+    let pi = server.stripe.create_payment_intent(&customer, 3000, "usd", &items());
+    server.stripe.succeed(&pi);
+    server.stripe.refund(&pi, 1000);
+    let ids = event_ids(&server);
+    let mut outcomes = Vec::new();
+    for id in &ids {
+        for _ in 0..10 {
+            let delivery = server.stripe.deliver(id).await;
+            assert_eq!(delivery.status, 200);
+            outcomes.push((id.clone(), delivery.outcome().to_string()));
+        }
+    }
+    for id in &ids {
+        let mine: Vec<&str> =
+            outcomes.iter().filter(|(e, _)| e == id).map(|(_, o)| o.as_str()).collect();
+        if mine.iter().all(|o| *o == "ignored") {
+            continue; // a type that changes no order (customer.created)
+        }
+        assert_eq!(mine[0], "applied", "{id}: {mine:?}");
+        assert!(mine[1..].iter().all(|o| *o == "duplicate"), "{id}: {mine:?}");
+    }
+    let order = client.get_order(&pi).await.unwrap().into_inner();
+    assert_eq!(order.status, OrderStatus::PartiallyRefunded);
+    assert_eq!(order.refunds.len(), 1);
+    assert_eq!(client.get_profile().await.unwrap().into_inner().total_orders, 1);
+    let status = client.get_sync_status().await.unwrap().into_inner();
+    assert!(status.last_webhook.is_some());
+    server.stop().await;
+}
+
+/// What Stripe says an order is, from the simulator's final objects.
+fn truth(server: &TestServer, pi: &str) -> (OrderStatus, i64, usize) {
+    let intent = server.stripe.object(pi).unwrap();
+    let charge = intent["latest_charge"].as_str().and_then(|c| server.stripe.object(c));
+    let refunded = charge.as_ref().map_or(0, |c| c["amount_refunded"].as_i64().unwrap());
+    let disputed = charge.as_ref().is_some_and(|c| c["disputed"] == true);
+    let status = match intent["status"].as_str().unwrap() {
+        "succeeded" if disputed => OrderStatus::Disputed,
+        "succeeded" if refunded >= intent["amount"].as_i64().unwrap() => OrderStatus::Refunded,
+        "succeeded" if refunded > 0 => OrderStatus::PartiallyRefunded,
+        "succeeded" => OrderStatus::Succeeded,
+        "canceled" => OrderStatus::Canceled,
+        "requires_payment_method" if !intent["last_payment_error"].is_null() => OrderStatus::Failed,
+        _ => OrderStatus::Processing,
+    };
+    let charges = server
+        .stripe
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "charge.succeeded" || e["type"] == "charge.failed")
+        .filter(|e| e["data"]["object"]["payment_intent"] == pi)
+        .count();
+    (status, refunded, charges)
+}
+
+#[tokio::test]
+async fn shuffled_duplicated_events_converge_on_stripes_state() {
+    let server = TestServer::start().await;
+    let (client, customer) = linked_member(&server, "chaos").await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut intents = Vec::new();
+    let mut delivered = 0usize;
+    // Ten rounds of changes at Stripe; after each, a shuffled batch of old and new events
+    // (with repeats) is delivered, so events arrive late, early, twice and out of order.
+    for round in 0..11 {
+        if round < 10 {
+            for _ in 0..5 {
+                intents.push(server.stripe.create_payment_intent(&customer, 5000, "usd", &items()));
+            }
+        }
+        for (i, pi) in intents.iter().enumerate() {
+            match (round + i) % 7 {
+                0 | 1 if round < 8 => {
+                    let state = server.stripe.object(pi).unwrap();
+                    if state["status"] == "requires_payment_method"
+                        && state["last_payment_error"].is_null()
+                    {
+                        server.stripe.succeed(pi);
+                    }
+                }
+                2 => {
+                    let state = server.stripe.object(pi).unwrap();
+                    if state["status"] == "requires_payment_method" {
+                        server.stripe.fail(pi);
+                    }
+                }
+                3 => {
+                    let state = server.stripe.object(pi).unwrap();
+                    let charge =
+                        state["latest_charge"].as_str().and_then(|c| server.stripe.object(c));
+                    if state["status"] == "succeeded"
+                        && charge.is_some_and(|c| c["amount_refunded"].as_i64() < Some(5000))
+                    {
+                        server.stripe.refund(pi, 1000);
+                    }
+                }
+                4 if round == 6 => {
+                    if server.stripe.object(pi).unwrap()["status"] == "succeeded" {
+                        server.stripe.dispute(pi);
+                    }
+                }
+                _ => {}
+            }
+            // Stripe-side updates that change nothing an order shows (`charge.updated`).
+            if server.stripe.object(pi).unwrap()["status"] == "succeeded" {
+                server.stripe.touch_charge(pi, &format!("round {round}"));
+                server.stripe.touch_charge(pi, &format!("round {round} again"));
+            }
+        }
+        let mut batch = event_ids(&server);
+        batch.shuffle(&mut rng);
+        batch.truncate(batch.len() * 2 / 3);
+        let repeats: Vec<String> =
+            (0..batch.len() / 5).map(|_| batch[rng.gen_range(0..batch.len())].clone()).collect();
+        batch.extend(repeats);
+        batch.shuffle(&mut rng);
+        for id in &batch {
+            assert_eq!(server.stripe.deliver(id).await.status, 200);
+            delivered += 1;
+        }
+    }
+    // Finally every event at least once, in reverse order.
+    let mut all = event_ids(&server);
+    all.reverse();
+    for id in &all {
+        assert_eq!(server.stripe.deliver(id).await.status, 200);
+        delivered += 1;
+    }
+    assert!(all.len() >= 500, "events: {}", all.len());
+    assert!(delivered >= 500, "deliveries: {delivered}");
+    assert_eq!(intents.len(), 50);
+    for pi in &intents {
+        let order = client.get_order(pi).await.unwrap().into_inner();
+        let (status, refunded, charges) = truth(&server, pi);
+        assert_eq!(order.status, status, "{pi}");
+        assert_eq!(order.amount_refunded, refunded, "{pi}");
+        assert_eq!(order.charges.len(), charges, "{pi}");
+    }
+    assert_eq!(client.get_profile().await.unwrap().into_inner().total_orders, 50);
+    // A reconcile afterwards finds nothing to repair.
+    let report = server
+        .admin()
+        .post_sync_member(&dashboard_client::types::SyncRequest { user_id: "chaos".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((report.created, report.updated, report.unchanged), (0, 0, 50));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn same_second_events_delivered_newest_first_keep_the_final_state() {
+    let server = TestServer::start().await;
+    let (client, customer) = linked_member(&server, "ties").await;
+    // Everything in one simulated second.
+    let pi = server.stripe.create_payment_intent(&customer, 3000, "usd", &items());
+    server.stripe.succeed(&pi);
+    server.stripe.refund(&pi, 1000);
+    server.stripe.refund(&pi, 2000);
+    let events = server.stripe.events();
+    let created: Vec<i64> = events.iter().map(|e| e["created"].as_i64().unwrap()).collect();
+    assert!(created.windows(2).all(|w| w[0] == w[1]), "all events share a second");
+    for id in event_ids(&server).iter().rev() {
+        assert_eq!(server.stripe.deliver(id).await.status, 200);
+    }
+    let order = client.get_order(&pi).await.unwrap().into_inner();
+    assert_eq!(order.status, OrderStatus::Refunded);
+    assert_eq!(order.refunds.len(), 2);
+    // A late "succeeded" event (older state) cannot move it back.
+    let succeeded = events.iter().find(|e| e["type"] == "payment_intent.succeeded").unwrap();
+    let late = server
+        .stripe
+        .post_webhook(serde_json::to_string(succeeded).unwrap(), chrono::Utc::now().timestamp())
+        .await;
+    assert_eq!(late.status, 200);
+    assert_eq!(client.get_order(&pi).await.unwrap().into_inner().status, OrderStatus::Refunded);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_types_and_unlinked_customers_are_acknowledged() {
+    let server = TestServer::start().await;
+    let stranger = server.stripe.create_customer("stranger@example.com");
+    let pi = server.stripe.create_payment_intent(&stranger, 100, "usd", &items());
+    server.stripe.succeed(&pi);
+    for event in server.stripe.events() {
+        let delivery = server.stripe.deliver(event["id"].as_str().unwrap()).await;
+        assert_eq!(delivery.status, 200);
+        let expected = if event["type"] == "customer.created" { "ignored" } else { "unlinked" };
+        assert_eq!(delivery.outcome(), expected, "{}", event["type"]);
+    }
+    let mut unknown: Value = server.stripe.events()[0].clone();
+    unknown["type"] = "invoice.finalized".into();
+    unknown["id"] = "evt_unknown_type".into();
+    let delivery =
+        server.stripe.post_webhook(unknown.to_string(), chrono::Utc::now().timestamp()).await;
+    assert_eq!((delivery.status, delivery.outcome()), (200, "ignored"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn nothing_is_acknowledged_that_was_not_stored() {
+    let mut server = TestServer::start().await;
+    let (client, customer) = linked_member(&server, "fragile").await;
+    let pi = server.stripe.create_payment_intent(&customer, 3000, "usd", &items());
+    server.stripe.succeed(&pi);
+    let event = server
+        .stripe
+        .events()
+        .into_iter()
+        .find(|e| e["type"] == "payment_intent.succeeded")
+        .unwrap();
+    let id = event["id"].as_str().unwrap().to_string();
+
+    // Stripe keeps failing: 5xx, so Stripe retries; the event is not recorded as processed.
+    server.stripe.inject(Faults { server_errors: 100, ..Default::default() });
+    let delivery = server.stripe.deliver(&id).await;
+    assert!(delivery.status >= 500, "{delivery:?}");
+    server.stripe.inject(Faults::default());
+    let retry = server.stripe.deliver(&id).await;
+    assert_eq!((retry.status, retry.outcome()), (200, "applied"));
+    assert_eq!(client.get_order(&pi).await.unwrap().into_inner().status, OrderStatus::Succeeded);
+
+    // The store is gone: 503 as well.
+    server.stripe.refund(&pi, 100);
+    let refund_event = event_ids(&server).pop().unwrap();
+    server.stop_store().await;
+    let delivery = server.stripe.deliver(&refund_event).await;
+    assert_eq!(delivery.status, 503);
+    server.stop().await;
+}
