@@ -33,6 +33,13 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     step("openapi check", &mut cargo(&root, &["xtask", "openapi", "check"]))?;
     // One build of every target; the test runner and the contract run reuse it.
     step("cargo build", &mut cargo(&root, &["build", "--workspace", "--all-targets"]))?;
+    // Stripe's Node library, for the signature cross-check test.
+    step(
+        "npm ci (tools/stripe-signature)",
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(root.join("tools/stripe-signature")),
+    )?;
     let mut tests = if has_nextest() {
         cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"])
     } else {
@@ -129,7 +136,7 @@ fn contract_tests(root: &Utf8Path) -> anyhow::Result<()> {
     let _guard = KillOnDrop(server);
     wait_ready(&format!("127.0.0.1:{port}"))?;
     let token = Command::new(&server_bin)
-        .args(["mint-token", "--user-id", "contract-test-member"])
+        .args(["mint-token", "--user-id", "contract-test-member", "--scope", "dashboard/admin"])
         .env("DASHBOARD_DATA_DIR", &data_dir)
         .output()?;
     if !token.status.success() {
