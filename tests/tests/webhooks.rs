@@ -190,10 +190,8 @@ async fn shuffled_duplicated_events_converge_on_stripes_state() {
                         server.stripe.refund(pi, 1000);
                     }
                 }
-                4 if round == 6 => {
-                    if server.stripe.object(pi).unwrap()["status"] == "succeeded" {
-                        server.stripe.dispute(pi);
-                    }
+                4 if round == 6 && server.stripe.object(pi).unwrap()["status"] == "succeeded" => {
+                    server.stripe.dispute(pi);
                 }
                 _ => {}
             }
