@@ -20,6 +20,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print a development HS256 token for a member (development only).
     MintToken(MintArgs),
+    /// Reconcile orders with Stripe once and print the report as JSON: one member, or every
+    /// linked member (what the daily schedule runs).
+    Reconcile(Box<ReconcileArgs>),
     /// Run only the embedded DynamoDB-API store, as its own process (benchmarks, local tools).
     #[cfg(feature = "embedded")]
     Store(StoreArgs),
@@ -40,6 +43,15 @@ struct ServeArgs {
     /// Do not create the demo member on the development default.
     #[arg(long)]
     no_seed: bool,
+}
+
+#[derive(clap::Args)]
+struct ReconcileArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The member to reconcile; without it, every linked member.
+    #[arg(long)]
+    user_id: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -143,6 +155,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "embedded")]
         Command::Store(args) => runtime().block_on(store(args)),
         Command::Serve(args) => runtime().block_on(serve(*args)),
+        Command::Reconcile(args) => runtime().block_on(reconcile(*args)),
     }
 }
 
@@ -151,6 +164,43 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("building the tokio runtime")
+}
+
+async fn reconcile(mut args: ReconcileArgs) -> ExitCode {
+    // The domain runs inside a server bound to a throwaway port; nothing is served to anyone.
+    args.server.bind_addr = "127.0.0.1:0".parse().expect("a valid address");
+    let config = match args.server.resolve() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("dashboard-server: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let log = logging::logger(config.log_format, &config.log_level);
+    let running = match dashboard_server::start(&config, &log).await {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("dashboard-server: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let orders = running.orders().clone();
+    let report = match &args.user_id {
+        Some(user) => orders.reconcile(user).await.map(|r| serde_json::to_value(r).ok()),
+        None => orders.reconcile_all().await.map(|r| serde_json::to_value(r).ok()),
+    };
+    let code = match report {
+        Ok(report) => {
+            println!("{}", report.unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("dashboard-server: reconcile failed: {error}");
+            ExitCode::FAILURE
+        }
+    };
+    let _ = running.stop().await;
+    code
 }
 
 /// Prints the endpoint on stdout, then serves until interrupted.

@@ -6,13 +6,14 @@
 //! to the measurements.
 
 use dashboard_tests::jwks::SigningKey;
-use dashboard_tests::{claims, CLIENT_ID, ISSUER};
-use serde_json::json;
+use dashboard_tests::{claims, ADMIN_SCOPE, CLIENT_ID, ISSUER};
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use stripe_sim::{ItemSpec, StripeSim};
 
 const MEMBERS: usize = 64;
 
@@ -47,18 +48,22 @@ fn main() -> anyhow::Result<()> {
     BufReader::new(store.stdout.take().unwrap()).read_line(&mut endpoint)?;
     let store = KillOnDrop(store);
     let endpoint = endpoint.trim().to_string();
+    // Stripe is the simulator, in this (the load generator's) process, not the server's.
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let sim = runtime.block_on(StripeSim::start());
 
     let key = SigningKey::generate("bench-key");
     let jwks = work.path().join("jwks.json");
     std::fs::write(&jwks, json!({ "keys": [key.jwk] }).to_string())?;
+    let exp = chrono::Utc::now().timestamp() + 3600;
     let tokens: Vec<String> = (0..MEMBERS)
-        .map(|i| {
-            key.sign(
-                Some("bench-key"),
-                &claims(json!({"sub": format!("bench-member-{i:02}"), "exp": chrono::Utc::now().timestamp() + 3600})),
-            )
-        })
+        .map(|i| key.sign(Some("bench-key"), &claims(json!({"sub": member(i), "exp": exp}))))
         .collect();
+    let admin = key.sign(
+        Some("bench-key"),
+        &claims(json!({"sub": "bench-admin", "exp": exp, "scope": ADMIN_SCOPE})),
+    );
     let script = work.path().join("tokens.lua");
     std::fs::write(&script, lua_rotating_tokens(&tokens))?;
 
@@ -72,8 +77,14 @@ fn main() -> anyhow::Result<()> {
         .env("DASHBOARD_JWT_CLIENT_ID", CLIENT_ID)
         .env("DASHBOARD_JWKS_FILE", &jwks)
         .env("DASHBOARD_TABLE_PREFIX", "bench-")
-        .env("DASHBOARD_LOG_FORMAT", "json");
+        .env("DASHBOARD_LOG_FORMAT", "json")
+        .env("DASHBOARD_CURSOR_KEY", "bench-cursor-key-bench-cursor-key-0123")
+        .env("STRIPE_SECRET_KEY", sim.secret_key())
+        .env("STRIPE_WEBHOOK_SECRET", BENCH_WEBHOOK_SECRET)
+        .env("STRIPE_API_BASE", sim.url());
     let (server, ready) = start_timed(&mut server_cmd, port)?;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
     // First reads create the members' profiles; the load then measures steady-state reads.
     for token in &tokens {
         http_get(port, "/dashboard/profile", Some(token))?;
@@ -83,10 +94,82 @@ fn main() -> anyhow::Result<()> {
         &server,
         ready,
         &["--latency", "-s", script.to_str().unwrap()],
-        &format!("http://127.0.0.1:{port}/dashboard/profile"),
+        &format!("{base}/dashboard/profile"),
         &duration,
         &connections,
     )?;
+
+    // Orders: every member gets a Stripe customer with 50 orders, cached by a reconcile.
+    for i in 0..MEMBERS {
+        let customer = sim.create_customer(&format!("{}@example.com", member(i)));
+        for n in 0..50 {
+            sim.advance(7);
+            let pi = sim.create_payment_intent(
+                &customer,
+                1000 + n,
+                "usd",
+                &[ItemSpec::new("Tee", 1, 1000 + n)],
+            );
+            sim.succeed(&pi);
+        }
+        runtime.block_on(link_and_sync(&http, &base, &admin, &member(i), &customer))?;
+    }
+    let orders = measure(
+        "GET /dashboard/orders",
+        &server,
+        ready,
+        &["--latency", "-s", script.to_str().unwrap()],
+        &format!("{base}/dashboard/orders?limit=20"),
+        &duration,
+        &connections,
+    )?;
+
+    // Webhook ingestion: signed events, verified and applied, with 20% duplicates.
+    let events_before = sim.events().len();
+    let customers: Vec<String> = (0..MEMBERS)
+        .map(|i| runtime.block_on(customer_of(&http, &base, &tokens[i])))
+        .collect::<anyhow::Result<_>>()?;
+    for customer in &customers {
+        for _ in 0..10 {
+            let pi = sim.create_payment_intent(
+                customer,
+                2500,
+                "usd",
+                &[ItemSpec::new("Hoodie", 1, 2500)],
+            );
+            sim.succeed(&pi);
+        }
+    }
+    let mut deliveries: Vec<Value> = sim.events().split_off(events_before);
+    let unique = deliveries.len();
+    let duplicates: Vec<Value> = deliveries.iter().step_by(4).cloned().collect();
+    deliveries.extend(duplicates);
+    let url = format!("{base}/webhooks/stripe");
+    let cpu_before = cpu_ticks(server.0.id())?;
+    let started = Instant::now();
+    let failures = runtime.block_on(deliver_all(&http, &url, deliveries.clone()));
+    let webhook_wall = started.elapsed();
+    let webhook_cpu_us = (cpu_ticks(server.0.id())? - cpu_before) as f64 / 100.0 * 1e6;
+
+    // Reconcile cost as a customer's history grows.
+    let mut reconciles = Vec::new();
+    for (n, size) in [100usize, 1_000, 10_000].into_iter().enumerate() {
+        let user = format!("bench-reconcile-{n}");
+        let token = key.sign(Some("bench-key"), &claims(json!({"sub": user, "exp": exp})));
+        http_get(port, "/dashboard/profile", Some(&token))?;
+        let customer = sim.create_customer(&format!("{user}@example.com"));
+        for i in 0..size {
+            if i % 5 == 0 {
+                sim.advance(1);
+            }
+            let pi =
+                sim.create_payment_intent(&customer, 500, "usd", &[ItemSpec::new("Pin", 1, 500)]);
+            sim.succeed(&pi);
+        }
+        let first = runtime.block_on(link_and_sync(&http, &base, &admin, &user, &customer))?;
+        let again = runtime.block_on(sync(&http, &base, &admin, &user))?;
+        reconciles.push((size, first, again));
+    }
     drop(server);
 
     let port = free_port()?;
@@ -113,7 +196,7 @@ fn main() -> anyhow::Result<()> {
         "{:<26} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12} {:>10}",
         "", "requests", "req/s", "p50", "p99", "CPU us/req", "peak RSS", "ready"
     );
-    for f in [&profile, &baseline] {
+    for f in [&profile, &orders, &baseline] {
         println!(
             "{:<26} {:>10} {:>10.0} {:>10} {:>10} {:>12.1} {:>9} MiB {:>8.1}ms",
             f.name,
@@ -128,13 +211,121 @@ fn main() -> anyhow::Result<()> {
     }
     println!();
     let ratio = profile.cpu_us_per_req / baseline.cpu_us_per_req;
-    println!("CPU per request vs bare: {ratio:.2}x (target <= 2x)");
-    println!("peak RSS: {:.1} MiB (target < 30 MiB)", profile.peak_rss_kib as f64 / 1024.0);
+    println!(
+        "CPU per request vs bare: profile {ratio:.2}x (target <= 2x), orders {:.2}x",
+        orders.cpu_us_per_req / baseline.cpu_us_per_req
+    );
+    println!("peak RSS: {:.1} MiB (target < 30 MiB)", orders.peak_rss_kib as f64 / 1024.0);
     println!(
         "exec-to-ready without the embedded store: {:.1} ms (target < 10 ms)",
         profile.ready.as_secs_f64() * 1000.0
     );
+    println!();
+    println!(
+        "webhooks: {} deliveries ({unique} events + {} duplicates, 16 concurrent): {:.0} events/s, \
+         {:.0} us server CPU per delivery, {failures} failed",
+        deliveries.len(),
+        deliveries.len() - unique,
+        deliveries.len() as f64 / webhook_wall.as_secs_f64(),
+        webhook_cpu_us / deliveries.len() as f64,
+    );
+    println!();
+    println!(
+        "{:>16} {:>16} {:>12} {:>12} {:>12} {:>16}",
+        "PaymentIntents", "Stripe requests", "target", "writes", "wall", "re-run writes"
+    );
+    for (size, first, again) in &reconciles {
+        println!(
+            "{:>16} {:>16} {:>12} {:>12} {:>11.2}s {:>10} in {:.2}s",
+            size,
+            first.1["stripeRequests"],
+            size.div_ceil(100),
+            first.1["created"].as_u64().unwrap_or(0) + first.1["updated"].as_u64().unwrap_or(0),
+            first.0.as_secs_f64(),
+            again.1["created"].as_u64().unwrap_or(0) + again.1["updated"].as_u64().unwrap_or(0),
+            again.0.as_secs_f64(),
+        );
+    }
+    drop(sim);
     Ok(())
+}
+
+const BENCH_WEBHOOK_SECRET: &str = "whsec_bench_secret";
+
+fn member(i: usize) -> String {
+    format!("bench-member-{i:02}")
+}
+
+/// Links the member to the customer and reconciles; returns the wall time and the report.
+async fn link_and_sync(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    user: &str,
+    customer: &str,
+) -> anyhow::Result<(Duration, Value)> {
+    http.put(format!("{base}/internal/members/{user}/stripe-customer"))
+        .bearer_auth(admin)
+        .json(&json!({ "stripeCustomerId": customer }))
+        .send()
+        .await?
+        .error_for_status()?;
+    sync(http, base, admin, user).await
+}
+
+async fn sync(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    user: &str,
+) -> anyhow::Result<(Duration, Value)> {
+    let started = Instant::now();
+    let report: Value = http
+        .post(format!("{base}/internal/sync/stripe"))
+        .bearer_auth(admin)
+        .json(&json!({ "userId": user }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok((started.elapsed(), report))
+}
+
+async fn customer_of(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<String> {
+    let profile: Value = http
+        .get(format!("{base}/dashboard/profile"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(profile["stripeCustomerId"].as_str().unwrap_or_default().to_string())
+}
+
+/// Delivers signed events, 16 at a time; returns how many were not answered 200.
+async fn deliver_all(http: &reqwest::Client, url: &str, events: Vec<Value>) -> usize {
+    use futures::StreamExt;
+    futures::stream::iter(events)
+        .map(|event| async move {
+            let body = event.to_string();
+            let signature = stripe_sim::signature_header(
+                BENCH_WEBHOOK_SECRET,
+                chrono::Utc::now().timestamp(),
+                &body,
+            );
+            let response = http
+                .post(url)
+                .header("stripe-signature", signature)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await;
+            usize::from(!response.is_ok_and(|r| r.status().is_success()))
+        })
+        .buffer_unordered(16)
+        .fold(0, |failed, f| async move { failed + f })
+        .await
 }
 
 fn lua_rotating_tokens(tokens: &[String]) -> String {
