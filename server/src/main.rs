@@ -166,23 +166,28 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("building the tokio runtime")
 }
 
+/// Resolves the configuration and starts the server; failures are printed as one line.
+async fn boot(
+    args: ServerArgs,
+) -> Result<(config::Config, slog::Logger, dashboard_server::RunningServer), ExitCode> {
+    let config = args.resolve().map_err(|error| {
+        eprintln!("dashboard-server: configuration error: {error}");
+        ExitCode::from(2)
+    })?;
+    let log = logging::logger(config.log_format, &config.log_level);
+    let running = dashboard_server::start(&config, &log).await.map_err(|error| {
+        eprintln!("dashboard-server: {error:#}");
+        ExitCode::FAILURE
+    })?;
+    Ok((config, log, running))
+}
+
 async fn reconcile(mut args: ReconcileArgs) -> ExitCode {
     // The domain runs inside a server bound to a throwaway port; nothing is served to anyone.
     args.server.bind_addr = "127.0.0.1:0".parse().expect("a valid address");
-    let config = match args.server.resolve() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("dashboard-server: configuration error: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let log = logging::logger(config.log_format, &config.log_level);
-    let running = match dashboard_server::start(&config, &log).await {
-        Ok(running) => running,
-        Err(error) => {
-            eprintln!("dashboard-server: {error:#}");
-            return ExitCode::FAILURE;
-        }
+    let (_, _, running) = match boot(args.server).await {
+        Ok(booted) => booted,
+        Err(code) => return code,
     };
     let orders = running.orders().clone();
     let report = match &args.user_id {
@@ -250,20 +255,9 @@ fn mint(args: MintArgs) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> ExitCode {
     let data_dir = args.server.data_dir.clone();
-    let config = match args.server.resolve() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("dashboard-server: configuration error: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let log = logging::logger(config.log_format, &config.log_level);
-    let running = match dashboard_server::start(&config, &log).await {
-        Ok(running) => running,
-        Err(error) => {
-            eprintln!("dashboard-server: {error:#}");
-            return ExitCode::FAILURE;
-        }
+    let (config, log, running) = match boot(args.server).await {
+        Ok(booted) => booted,
+        Err(code) => return code,
     };
     let addr = running.local_addr();
     info!(log, "listening"; "address" => addr.to_string());

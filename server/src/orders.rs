@@ -274,6 +274,7 @@ impl OrderService {
     /// Reconciles one member: pages through the customer's PaymentIntents newest first and
     /// writes only the snapshots that changed.
     pub async fn reconcile(&self, user_id: &str) -> Result<SyncReport, DomainError> {
+        crate::validate::user_id("userId", user_id)?;
         let started_requests = self.stripe.requests();
         let result = self.reconcile_inner(user_id, started_requests).await;
         match &result {
@@ -396,6 +397,8 @@ impl OrderService {
         user_id: &str,
         customer: &str,
     ) -> Result<crate::storage::profiles::ProfileItem, DomainError> {
+        crate::validate::user_id("userId", user_id)?;
+        crate::validate::stripe_customer_id(customer)?;
         if let Some(owner) = self.store.member_for_customer(customer).await? {
             if owner != user_id {
                 return Err(DomainError::Conflict("customer_already_linked"));

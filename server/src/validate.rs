@@ -158,6 +158,34 @@ fn avatar_url(value: &str) -> Result<String> {
     Ok(value.to_string())
 }
 
+/// A member id as tokens carry it in `sub`: 1 to 128 visible characters.
+pub fn user_id(field: &str, value: &str) -> Result<()> {
+    let ok = (1..=128).contains(&value.len()) && !value.chars().any(|c| c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "invalid_user_id",
+            field,
+            "must be 1 to 128 characters, none of them control characters",
+        ))
+    }
+}
+
+/// A Stripe customer id: `cus_` and letters or digits.
+pub fn stripe_customer_id(value: &str) -> Result<()> {
+    let rest = value.strip_prefix("cus_").unwrap_or("");
+    if (1..=64).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(invalid(
+            "invalid_stripe_customer_id",
+            "stripeCustomerId",
+            "must be cus_ followed by letters or digits",
+        ))
+    }
+}
+
 fn settings(settings: DashboardSettings) -> Result<DashboardSettings> {
     if !(1..=100).contains(&settings.orders_page_size) {
         return Err(invalid(

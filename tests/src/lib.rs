@@ -141,6 +141,19 @@ impl TestServer {
         self.client(&self.token(json!({ "sub": "admin-1", "scope": ADMIN_SCOPE })))
     }
 
+    /// Creates the member's profile, links a new simulated Stripe customer to it (as an
+    /// admin), and returns the member's client and the customer id.
+    pub async fn linked_member(&self, user_id: &str) -> (Client, String) {
+        let client = self.member(user_id);
+        client.get_profile().await.unwrap();
+        let customer = self.stripe.create_customer(&format!("{user_id}@example.com"));
+        let body = dashboard_client::types::LinkStripeCustomer {
+            stripe_customer_id: customer.parse().unwrap(),
+        };
+        self.admin().put_member_stripe_customer(user_id, &body).await.unwrap();
+        (client, customer)
+    }
+
     /// A valid HS256 token; `overrides` replaces or adds claims (`null` removes one).
     pub fn token(&self, overrides: Value) -> String {
         hs256(&self.hs256_secret, claims(overrides))

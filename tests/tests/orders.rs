@@ -14,16 +14,6 @@ fn items() -> Vec<ItemSpec> {
     vec![ItemSpec::new("Babes Club Tee", 2, 2500), ItemSpec::new("Sticker", 1, 500)]
 }
 
-/// Creates the member's profile, links a new Stripe customer, returns the customer id.
-async fn linked_member(server: &TestServer, user: &str) -> (Client, String) {
-    let client = server.member(user);
-    client.get_profile().await.unwrap();
-    let customer = server.stripe.create_customer(&format!("{user}@example.com"));
-    let body = LinkStripeCustomer { stripe_customer_id: customer.parse().unwrap() };
-    server.admin().put_member_stripe_customer(user, &body).await.unwrap();
-    (client, customer)
-}
-
 async fn sync(server: &TestServer, user: &str) -> dashboard_client::types::SyncReport {
     let body = SyncRequest { user_id: user.to_string() };
     server.admin().post_sync_member(&body).await.unwrap().into_inner()
@@ -65,7 +55,7 @@ async fn a_member_without_a_stripe_customer_has_an_empty_history() {
 #[tokio::test]
 async fn listing_pages_through_250_orders_without_gaps_while_new_ones_arrive() {
     let server = TestServer::start().await;
-    let (client, customer) = linked_member(&server, "big-spender").await;
+    let (client, customer) = server.linked_member("big-spender").await;
     for i in 0..250 {
         // Several orders share a second: ties must page correctly too.
         if i % 3 == 0 {
@@ -114,7 +104,7 @@ async fn listing_pages_through_250_orders_without_gaps_while_new_ones_arrive() {
 #[tokio::test]
 async fn filters_by_status_and_creation_time() {
     let server = TestServer::start().await;
-    let (client, customer) = linked_member(&server, "filterer").await;
+    let (client, customer) = server.linked_member("filterer").await;
     let start = chrono::Utc::now().timestamp() - 10 * 86_400;
     server.stripe.set_clock(start);
     let mut refunded = Vec::new();
@@ -176,8 +166,8 @@ async fn filters_by_status_and_creation_time() {
 #[tokio::test]
 async fn forged_truncated_and_foreign_page_tokens_are_rejected() {
     let server = TestServer::start().await;
-    let (alice, customer) = linked_member(&server, "alice").await;
-    let (bob, bob_customer) = linked_member(&server, "bob").await;
+    let (alice, customer) = server.linked_member("alice").await;
+    let (bob, bob_customer) = server.linked_member("bob").await;
     for _ in 0..5 {
         let pi = server.stripe.create_payment_intent(&customer, 100, "usd", &items());
         server.stripe.succeed(&pi);
@@ -235,8 +225,8 @@ async fn forged_truncated_and_foreign_page_tokens_are_rejected() {
 #[tokio::test]
 async fn members_never_see_each_others_orders() {
     let server = TestServer::start().await;
-    let (alice, alice_customer) = linked_member(&server, "alice").await;
-    let (bob, _) = linked_member(&server, "bob").await;
+    let (alice, alice_customer) = server.linked_member("alice").await;
+    let (bob, _) = server.linked_member("bob").await;
     let pi = server.stripe.create_payment_intent(&alice_customer, 4200, "usd", &items());
     server.stripe.succeed(&pi);
     // Uncached and cached alike: Bob gets 404, never 403.
@@ -263,7 +253,7 @@ async fn members_never_see_each_others_orders() {
 #[tokio::test]
 async fn a_missing_snapshot_is_fetched_live_then_served_from_cache() {
     let server = TestServer::start().await;
-    let (client, customer) = linked_member(&server, "live").await;
+    let (client, customer) = server.linked_member("live").await;
     let (_, pi) = server.stripe.checkout(&customer, "usd", &items());
     server.stripe.refund(&pi, 500);
     let before = server.stripe.request_count();
@@ -288,7 +278,7 @@ async fn a_missing_snapshot_is_fetched_live_then_served_from_cache() {
 #[tokio::test]
 async fn reconcile_repairs_missing_and_changed_orders_and_a_rerun_writes_nothing() {
     let server = TestServer::start().await;
-    let (client, customer) = linked_member(&server, "reconciled").await;
+    let (client, customer) = server.linked_member("reconciled").await;
     let mut intents = Vec::new();
     for _ in 0..10 {
         let pi = server.stripe.create_payment_intent(&customer, 3000, "usd", &items());
@@ -328,7 +318,7 @@ async fn reconcile_repairs_missing_and_changed_orders_and_a_rerun_writes_nothing
 #[tokio::test]
 async fn reconcile_rides_out_rate_limits_and_server_errors() {
     let server = TestServer::start().await;
-    let (_, customer) = linked_member(&server, "bursty").await;
+    let (_, customer) = server.linked_member("bursty").await;
     for _ in 0..150 {
         let pi = server.stripe.create_payment_intent(&customer, 700, "usd", &items());
         server.stripe.succeed(&pi);
@@ -347,7 +337,7 @@ async fn stale_orders_refresh_in_the_background_once() {
         ..Default::default()
     })
     .await;
-    let (client, customer) = linked_member(&server, "stale").await;
+    let (client, customer) = server.linked_member("stale").await;
     for _ in 0..3 {
         let pi = server.stripe.create_payment_intent(&customer, 700, "usd", &items());
         server.stripe.succeed(&pi);
@@ -397,6 +387,25 @@ async fn admin_endpoints_need_the_admin_scope() {
     assert_eq!((status, error.error_code.as_str()), (404, "member_not_found"));
     let profile = member.get_profile().await.unwrap().into_inner();
     assert_eq!(profile.stripe_customer_id.as_deref(), Some("cus_abc"));
+
+    // Bad input is a 400 with its field, never a 500 (found by schemathesis).
+    let url = format!("{}/internal/members/plain/stripe-customer", admin.baseurl());
+    for bad in ["", "cus_", "acct_123", "cus_a/b"] {
+        let response = admin
+            .client()
+            .put(&url)
+            .json(&serde_json::json!({ "stripeCustomerId": bad }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{bad:?}");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["error_code"], "invalid_stripe_customer_id");
+        assert_eq!(error["field"], "stripeCustomerId");
+    }
+    let (status, error) =
+        expect_error(admin.post_sync_member(&SyncRequest { user_id: String::new() }).await);
+    assert_eq!((status, error.error_code.as_str()), (400, "invalid_user_id"));
     server.stop().await;
 }
 
@@ -404,7 +413,7 @@ async fn admin_endpoints_need_the_admin_scope() {
 async fn the_scheduled_sync_reconciles_every_linked_member() {
     let server = TestServer::start().await;
     for user in ["m1", "m2", "m3"] {
-        let (_, customer) = linked_member(&server, user).await;
+        let (_, customer) = server.linked_member(user).await;
         for _ in 0..4 {
             let pi = server.stripe.create_payment_intent(&customer, 700, "usd", &items());
             server.stripe.succeed(&pi);

@@ -1,7 +1,6 @@
 //! The webhook signature scheme, cross-checked once against Stripe's official Node library
 //! (`tools/stripe-signature`, installed by `cargo xtask test` with `npm ci`).
 
-use dashboard_client::types::LinkStripeCustomer;
 use dashboard_tests::{TestServer, WEBHOOK_SECRET};
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,11 +23,7 @@ fn node(args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn signatures_agree_with_stripes_node_library() {
     let server = TestServer::start().await;
-    let client = server.member("npm");
-    client.get_profile().await.unwrap();
-    let customer = server.stripe.create_customer("npm@example.com");
-    let body = LinkStripeCustomer { stripe_customer_id: customer.parse().unwrap() };
-    server.admin().put_member_stripe_customer("npm", &body).await.unwrap();
+    let (_, customer) = server.linked_member("npm").await;
     let pi = server.stripe.create_payment_intent(
         &customer,
         1200,

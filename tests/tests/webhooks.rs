@@ -1,8 +1,7 @@
 //! Stripe webhooks: signatures, duplicates, disorder, ties and failures, with the simulator
 //! sending events exactly as Stripe signs them.
 
-use dashboard_client::types::{LinkStripeCustomer, OrderStatus};
-use dashboard_client::Client;
+use dashboard_client::types::OrderStatus;
 use dashboard_tests::{expect_error, TestServer, WEBHOOK_SECRET};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -13,15 +12,6 @@ fn items() -> Vec<ItemSpec> {
     vec![ItemSpec::new("Babes Club Tee", 1, 3000)]
 }
 
-async fn linked_member(server: &TestServer, user: &str) -> (Client, String) {
-    let client = server.member(user);
-    client.get_profile().await.unwrap();
-    let customer = server.stripe.create_customer(&format!("{user}@example.com"));
-    let body = LinkStripeCustomer { stripe_customer_id: customer.parse().unwrap() };
-    server.admin().put_member_stripe_customer(user, &body).await.unwrap();
-    (client, customer)
-}
-
 fn event_ids(server: &TestServer) -> Vec<String> {
     server.stripe.events().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
 }
@@ -29,7 +19,7 @@ fn event_ids(server: &TestServer) -> Vec<String> {
 #[tokio::test]
 async fn bad_signatures_are_400_and_write_nothing() {
     let server = TestServer::start().await;
-    let (client, customer) = linked_member(&server, "signed").await;
+    let (client, customer) = server.linked_member("signed").await;
     let pi = server.stripe.create_payment_intent(&customer, 3000, "usd", &items());
     server.stripe.succeed(&pi);
     let event = server
@@ -93,7 +83,7 @@ async fn bad_signatures_are_400_and_write_nothing() {
 #[tokio::test]
 async fn each_event_delivered_ten_times_has_one_effect() {
     let server = TestServer::start().await;
-    let (client, customer) = linked_member(&server, "dup").await;
+    let (client, customer) = server.linked_member("dup").await;
     let pi = server.stripe.create_payment_intent(&customer, 3000, "usd", &items());
     server.stripe.succeed(&pi);
     server.stripe.refund(&pi, 1000);
@@ -152,7 +142,7 @@ fn truth(server: &TestServer, pi: &str) -> (OrderStatus, i64, usize) {
 #[tokio::test]
 async fn shuffled_duplicated_events_converge_on_stripes_state() {
     let server = TestServer::start().await;
-    let (client, customer) = linked_member(&server, "chaos").await;
+    let (client, customer) = server.linked_member("chaos").await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut intents = Vec::new();
     let mut delivered = 0usize;
@@ -245,7 +235,7 @@ async fn shuffled_duplicated_events_converge_on_stripes_state() {
 #[tokio::test]
 async fn same_second_events_delivered_newest_first_keep_the_final_state() {
     let server = TestServer::start().await;
-    let (client, customer) = linked_member(&server, "ties").await;
+    let (client, customer) = server.linked_member("ties").await;
     // Everything in one simulated second.
     let pi = server.stripe.create_payment_intent(&customer, 3000, "usd", &items());
     server.stripe.succeed(&pi);
@@ -295,7 +285,7 @@ async fn unknown_types_and_unlinked_customers_are_acknowledged() {
 #[tokio::test]
 async fn nothing_is_acknowledged_that_was_not_stored() {
     let mut server = TestServer::start().await;
-    let (client, customer) = linked_member(&server, "fragile").await;
+    let (client, customer) = server.linked_member("fragile").await;
     let pi = server.stripe.create_payment_intent(&customer, 3000, "usd", &items());
     server.stripe.succeed(&pi);
     let event = server

@@ -9,7 +9,11 @@ pub mod profiles;
 pub mod schema;
 
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+// Responses are small JSON documents under operation timeouts: stalled-stream detection (made
+// for large downloads) only adds per-request timers.
+use aws_sdk_dynamodb::config::{
+    BehaviorVersion, Credentials, Region, StalledStreamProtectionConfig,
+};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::Client;
 use std::time::Duration;
@@ -108,7 +112,10 @@ impl Store {
                     .region(Region::new(region.to_string()))
                     .load()
                     .await;
-                aws_sdk_dynamodb::config::Builder::from(&shared).timeout_config(timeouts).build()
+                aws_sdk_dynamodb::config::Builder::from(&shared)
+                    .timeout_config(timeouts)
+                    .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+                    .build()
             }
             // Emulators accept any credentials; static ones avoid probing the credential chain.
             Some(url) => {
@@ -117,7 +124,8 @@ impl Store {
                     .region(Region::new(region.to_string()))
                     .endpoint_url(url)
                     .credentials_provider(Credentials::new("local", "local", None, None, "static"))
-                    .timeout_config(timeouts);
+                    .timeout_config(timeouts)
+                    .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
                 // A plain-HTTP endpoint needs no TLS: skip loading the system's root
                 // certificates, which is most of the start-up time otherwise.
                 if url.starts_with("http://") {
