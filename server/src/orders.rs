@@ -9,7 +9,7 @@
 use crate::auth::Identity;
 use crate::cursor::CursorKey;
 use crate::error::DomainError;
-use crate::storage::orders::{OrderQuery, OrderRecord};
+use crate::storage::orders::{OrderQuery, OrderRecord, OrderSummaryRecord};
 use crate::storage::profiles::SyncMeta;
 use crate::storage::{Store, StoreError};
 use crate::stripe::{timestamp, Intent, StripeApi, StripeFailure};
@@ -625,6 +625,7 @@ fn build(
         amount: intent.amount,
         amount_refunded: charges.iter().map(|c| c.amount_refunded).sum(),
         currency: intent.currency.clone(),
+        item_count: items.len() as u32,
         items,
         receipt_url,
         shipping: intent.shipping.clone(),
@@ -654,6 +655,7 @@ impl OrderRecord {
             amount_refunded: 0,
             currency: String::new(),
             items: Vec::new(),
+            item_count: 0,
             receipt_url: None,
             shipping: None,
             charges: Vec::new(),
@@ -668,7 +670,7 @@ impl OrderRecord {
     }
 }
 
-fn summary(record: &OrderRecord) -> OrderSummary {
+fn summary(record: &OrderSummaryRecord) -> OrderSummary {
     OrderSummary {
         order_id: record.order_id.clone(),
         order_number: record.order_number.clone(),
@@ -676,7 +678,7 @@ fn summary(record: &OrderRecord) -> OrderSummary {
         amount: record.amount,
         amount_refunded: record.amount_refunded,
         currency: record.currency.clone(),
-        item_count: record.items.len() as u32,
+        item_count: record.item_count,
         created_at: record.created_at,
         updated_at: record.updated_at,
     }

@@ -29,6 +29,9 @@ pub struct OrderRecord {
     pub currency: String,
     #[serde(default)]
     pub items: Vec<OrderItem>,
+    /// `items.len()`, kept so that listings read only summary attributes.
+    #[serde(default)]
+    pub item_count: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,9 +73,42 @@ impl OrderRecord {
     }
 }
 
+/// The attributes a listing reads (a projection: the full timeline stays in the table).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSummaryRecord {
+    pub order_id: String,
+    pub created_key: String,
+    pub order_number: String,
+    pub status: OrderStatus,
+    pub amount: i64,
+    pub amount_refunded: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub item_count: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+const SUMMARY_ATTRIBUTES: [&str; 11] = [
+    "orderId",
+    "createdKey",
+    "orderNumber",
+    "status",
+    "amount",
+    "amountRefunded",
+    "currency",
+    "itemCount",
+    "createdAt",
+    "updatedAt",
+    "expiresAt",
+];
+
 /// One page from the newest-first index.
 pub struct OrderPage {
-    pub orders: Vec<OrderRecord>,
+    pub orders: Vec<OrderSummaryRecord>,
     /// Whether more may follow the last order returned.
     pub more: bool,
 }
@@ -118,6 +154,13 @@ impl Store {
             ("#u".to_string(), "userId".to_string()),
             ("#k".to_string(), "createdKey".to_string()),
         ]);
+        // Every projected attribute through a placeholder: `status` is a reserved word.
+        let mut projection = Vec::new();
+        for (i, attribute) in SUMMARY_ATTRIBUTES.iter().enumerate() {
+            names.insert(format!("#p{i}"), attribute.to_string());
+            projection.push(format!("#p{i}"));
+        }
+        let projection = projection.join(", ");
         let mut values = HashMap::from([(":u".to_string(), s(query.user_id))]);
         let low = query.from_key.clone().unwrap_or_default();
         // `~` sorts after every digit and `#`: the top of the key space.
@@ -141,6 +184,7 @@ impl Store {
                 .table_name(&self.tables.order_snapshots)
                 .index_name(BY_CREATED)
                 .key_condition_expression(key_condition)
+                .projection_expression(&projection)
                 .set_filter_expression(filter.map(str::to_string))
                 .set_expression_attribute_names(Some(names.clone()))
                 .set_expression_attribute_values(Some(values.clone()))
@@ -150,11 +194,10 @@ impl Store {
                 .send()
                 .await?;
             for item in output.items.unwrap_or_default() {
-                let record: OrderRecord = serde_dynamo::from_item(item)?;
+                let record: OrderSummaryRecord = serde_dynamo::from_item(item)?;
                 // BETWEEN is inclusive; the page continues strictly below the cursor.
-                if query.below_key.as_deref() == Some(record.created_key.as_str())
-                    || record.expired(now)
-                {
+                let expired = record.expires_at.is_some_and(|at| at <= now);
+                if query.below_key.as_deref() == Some(record.created_key.as_str()) || expired {
                     continue;
                 }
                 orders.push(record);
