@@ -116,7 +116,7 @@ pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServe
         config::StripeSetting::Simulated => anyhow::bail!("this build has no Stripe simulator"),
     };
     let webhook_secret = stripe_config.webhook_secret.clone();
-    let stripe_api = stripe::StripeApi::new(stripe_config).map_err(|e| anyhow::anyhow!(e))?;
+    let stripe_api = stripe::StripeApi::new(stripe_config);
     let orders = std::sync::Arc::new(orders::OrderService::new(
         store.clone(),
         stripe_api,

@@ -197,7 +197,7 @@ impl OrderService {
             return Err(DomainError::NotFound);
         }
         let extras = self.extras_for(&intent, None).await?;
-        self.write(user_id, &customer, &intent, extras).await?;
+        self.write(user_id, &customer, &intent, extras, None).await?;
         let record = self.store.get_order(user_id, order_id).await?.ok_or(DomainError::NotFound)?;
         Ok(order(record))
     }
@@ -233,15 +233,16 @@ impl OrderService {
         Ok(Extras { charges: Some(charges), disputes, items })
     }
 
-    /// Builds the snapshot from Stripe's state and the cache, and writes it if it changed.
+    /// Builds the snapshot from Stripe's state and the cache (`cached`, as the caller last
+    /// read it), and writes it if it changed.
     async fn write(
         &self,
         user_id: &str,
         customer: &str,
         intent: &Intent,
         extras: Extras,
+        mut cached: Option<OrderRecord>,
     ) -> Result<Outcome, DomainError> {
-        let mut cached = self.store.get_order(user_id, &intent.id).await?;
         for _ in 0..WRITE_ATTEMPTS {
             let now = Utc::now();
             let fresh = build(user_id, customer, intent, &extras, cached.as_ref(), now);
@@ -337,7 +338,7 @@ impl OrderService {
                         continue;
                     }
                 }
-                match self.write(user_id, &customer, intent, extras).await? {
+                match self.write(user_id, &customer, intent, extras, old.cloned()).await? {
                     Outcome::Created => report.created += 1,
                     Outcome::Updated => report.updated += 1,
                     Outcome::Unchanged => report.unchanged += 1,
@@ -470,7 +471,7 @@ impl OrderService {
         };
         let cached = self.store.get_order(&user_id, &intent.id).await?;
         let extras = self.extras_for(&intent, cached.as_ref()).await?;
-        let outcome = self.write(&user_id, &customer, &intent, extras).await?;
+        let outcome = self.write(&user_id, &customer, &intent, extras, cached).await?;
         let applied = WebhookApplied {
             event_id: event_id.to_string(),
             event_type: event_type.to_string(),

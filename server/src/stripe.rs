@@ -67,7 +67,8 @@ pub struct ChargeWithRefunds {
 }
 
 pub struct StripeApi {
-    client: Client,
+    /// Built on first use: it parses the TLS root store, which cold start can skip.
+    client: std::sync::OnceLock<Result<Client, String>>,
     config: StripeConfig,
     requests: AtomicU64,
 }
@@ -80,13 +81,21 @@ pub fn timestamp(seconds: i64) -> DateTime<Utc> {
 const INTENT_EXPANSIONS: [&str; 2] = ["latest_charge", "latest_charge.refunds"];
 
 impl StripeApi {
-    pub fn new(config: StripeConfig) -> Result<Self, String> {
-        let client = ClientBuilder::new(config.secret_key.clone())
-            .url(config.api_base.clone())
-            .timeout(Duration::from_secs(20))
-            .build()
-            .map_err(|e| format!("building the Stripe client: {e}"))?;
-        Ok(StripeApi { client, config, requests: AtomicU64::new(0) })
+    pub fn new(config: StripeConfig) -> Self {
+        StripeApi { client: std::sync::OnceLock::new(), config, requests: AtomicU64::new(0) }
+    }
+
+    fn client(&self) -> Result<&Client, StripeFailure> {
+        self.client
+            .get_or_init(|| {
+                ClientBuilder::new(self.config.secret_key.clone())
+                    .url(self.config.api_base.clone())
+                    .timeout(Duration::from_secs(20))
+                    .build()
+                    .map_err(|e| format!("building the Stripe client: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| StripeFailure::Other(e.clone()))
     }
 
     pub fn config(&self) -> &StripeConfig {
@@ -142,7 +151,7 @@ impl StripeApi {
         starting_after: Option<&str>,
     ) -> Result<(Vec<Intent>, bool), StripeFailure> {
         let expand: Vec<String> = INTENT_EXPANSIONS.iter().map(|p| format!("data.{p}")).collect();
-        let client = &self.client;
+        let client = self.client()?;
         let page = self
             .call(|| {
                 let mut request =
@@ -159,7 +168,7 @@ impl StripeApi {
     /// One PaymentIntent, or `None` when Stripe has no such object.
     pub async fn intent(&self, id: &str) -> Result<Option<Intent>, StripeFailure> {
         let expand: Vec<String> = INTENT_EXPANSIONS.iter().map(|p| p.to_string()).collect();
-        let client = &self.client;
+        let client = self.client()?;
         let result = self
             .call(|| {
                 let request = RetrievePaymentIntent::new(id).expand(expand.clone());
@@ -175,13 +184,14 @@ impl StripeApi {
 
     /// Every charge of a PaymentIntent (failed attempts included), oldest first.
     pub async fn charges(&self, payment_intent: &str) -> Result<Vec<OrderCharge>, StripeFailure> {
+        let client = self.client()?;
         let charges: Vec<stripe_core::Charge> = self
             .call(|| {
                 ListCharge::new()
                     .payment_intent(payment_intent)
                     .limit(100)
                     .paginate()
-                    .stream(&self.client)
+                    .stream(client)
                     .try_collect()
             })
             .await?;
@@ -192,13 +202,14 @@ impl StripeApi {
 
     /// Disputes of a PaymentIntent, oldest first.
     pub async fn disputes(&self, payment_intent: &str) -> Result<Vec<OrderDispute>, StripeFailure> {
+        let client = self.client()?;
         let disputes: Vec<stripe_core::Dispute> = self
             .call(|| {
                 ListDispute::new()
                     .payment_intent(payment_intent)
                     .limit(100)
                     .paginate()
-                    .stream(&self.client)
+                    .stream(client)
                     .try_collect()
             })
             .await?;
@@ -222,7 +233,7 @@ impl StripeApi {
         &self,
         payment_intent: &str,
     ) -> Result<Vec<OrderItem>, StripeFailure> {
-        let client = &self.client;
+        let client = self.client()?;
         let sessions = self
             .call(|| {
                 let request = ListCheckoutSession::new().payment_intent(payment_intent);
@@ -238,6 +249,7 @@ impl StripeApi {
         &self,
         customer: &str,
     ) -> Result<HashMap<String, Vec<OrderItem>>, StripeFailure> {
+        let client = self.client()?;
         let sessions: Vec<stripe_shared_session::CheckoutSession> = self
             .call(|| {
                 ListCheckoutSession::new()
@@ -245,7 +257,7 @@ impl StripeApi {
                     .limit(100)
                     .expand(vec!["data.line_items".to_string()])
                     .paginate()
-                    .stream(&self.client)
+                    .stream(client)
                     .try_collect()
             })
             .await?;
@@ -265,12 +277,13 @@ impl StripeApi {
     }
 
     async fn session_items(&self, session: &str) -> Result<Vec<OrderItem>, StripeFailure> {
+        let client = self.client()?;
         let lines: Vec<stripe_shared_session::CheckoutSessionItem> = self
             .call(|| {
                 ListLineItemsCheckoutSession::new(session)
                     .limit(100)
                     .paginate()
-                    .stream(&self.client)
+                    .stream(client)
                     .try_collect()
             })
             .await?;
