@@ -11,8 +11,8 @@
 
 use chrono::{DateTime, Utc};
 use dropshot::{
-    ErrorStatusCode, Header, HttpError, HttpResponseError, HttpResponseHeaders, HttpResponseOk,
-    PaginationParams, Path, Query, RequestContext, TypedBody, UntypedBody,
+    EndpointTagPolicy, ErrorStatusCode, Header, HttpError, HttpResponseError, HttpResponseHeaders,
+    HttpResponseOk, PaginationParams, Path, Query, RequestContext, TypedBody, UntypedBody,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,19 @@ pub const PROFILE_BODY_MAX_BYTES: usize = 16 * 1024;
 pub const WEBHOOK_BODY_MAX_BYTES: usize = 512 * 1024;
 
 /// The member dashboard API.
-#[dropshot::api_description]
+#[dropshot::api_description {
+    tag_config = {
+        allow_other_tags = false,
+        policy = EndpointTagPolicy::ExactlyOne,
+        tags = {
+            health = { description = "Liveness of the service." },
+            profile = { description = "The signed-in member's profile." },
+            orders = { description = "The signed-in member's order history, cached from Stripe." },
+            webhooks = { description = "Events from Stripe, authenticated by their signature." },
+            internal = { description = "Administration: linking members to Stripe and syncing (admin scope)." },
+        },
+    },
+}]
 pub trait DashboardApi {
     type Context;
 

@@ -9,6 +9,9 @@ use std::time::Duration;
 /// Issuer and audience used by the development HS256 tokens of the embedded default.
 pub const DEV_ISSUER: &str = "babes-club-dev";
 pub const DEV_CLIENT_ID: &str = "dashboard-dev";
+/// The demo member of the development default.
+pub const DEMO_USER: &str = "demo-member";
+pub const DEMO_EMAIL: &str = "demo@babes.club";
 
 /// Everything the server reads from its environment. Field docs are the `--help` text.
 #[derive(Args, Clone, Debug)]

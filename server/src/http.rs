@@ -178,3 +178,23 @@ impl DashboardApi for DashboardImpl {
             .map(|item| HttpResponseOk(profiles::to_api(item)))
     }
 }
+
+/// A development token for the demo member.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DevToken {
+    pub token: String,
+    pub user_id: String,
+}
+
+/// Development default only, and not part of the API: lets the example dashboard sign in with
+/// one click. Registered only when the server runs its development default.
+#[dropshot::endpoint { method = GET, path = "/dev/token", unpublished = true }]
+pub async fn dev_token(
+    rqctx: RequestContext<ServerContext>,
+) -> Result<HttpResponseOk<DevToken>, dropshot::HttpError> {
+    let token = rqctx.context().dev_token.clone().ok_or_else(|| {
+        dropshot::HttpError::for_not_found(None, "no development token".to_string())
+    })?;
+    Ok(HttpResponseOk(DevToken { token, user_id: crate::config::DEMO_USER.to_string() }))
+}

@@ -30,6 +30,8 @@ pub struct ServerContext {
     pub store: Store,
     pub auth: auth::Authenticator,
     pub orders: std::sync::Arc<orders::OrderService>,
+    /// Development default only: a token for the demo member (served on `/dev/token`).
+    pub dev_token: Option<String>,
 }
 
 /// A started server and, when used, the embedded store it talks to.
@@ -53,6 +55,10 @@ impl RunningServer {
 
     pub fn orders(&self) -> &std::sync::Arc<orders::OrderService> {
         &self.server.app_private().orders
+    }
+
+    pub fn dev_token(&self) -> Option<&str> {
+        self.server.app_private().dev_token.as_deref()
     }
 
     /// Stops the HTTP server, then the embedded store (flushing it to disk).
@@ -123,10 +129,30 @@ pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServe
         config.orders.clone(),
         log.new(slog::o!("component" => "orders")),
     ));
-    let context =
-        ServerContext { store, auth: auth::Authenticator::new(config.auth.clone()), orders };
-    let api = dashboard_api::dashboard_api_mod::api_description::<http::DashboardImpl>()
+    let dev_token = match (&config.auth.hs256_secret, config.auth.dev_mode) {
+        (Some(secret), true) => Some(auth::mint_dev_token(
+            secret,
+            &config.auth.issuer,
+            &config.auth.client_id,
+            config::DEMO_USER,
+            Some(config::DEMO_EMAIL),
+            &[],
+            std::time::Duration::from_secs(12 * 3600),
+        )),
+        _ => None,
+    };
+    let mut api = dashboard_api::dashboard_api_mod::api_description::<http::DashboardImpl>()
         .map_err(|e| anyhow::anyhow!("building the API description: {e}"))?;
+    if dev_token.is_some() {
+        api.register(http::dev_token)
+            .map_err(|e| anyhow::anyhow!("registering /dev/token: {e}"))?;
+    }
+    let context = ServerContext {
+        store,
+        auth: auth::Authenticator::new(config.auth.clone()),
+        orders,
+        dev_token,
+    };
     let dropshot_config = dropshot::ConfigDropshot {
         bind_address: config.bind_addr,
         default_request_body_max_bytes: DEFAULT_BODY_MAX_BYTES,

@@ -28,3 +28,38 @@ fn build<D: Drain<Ok = (), Err = slog::Never> + Send + 'static>(drain: D, level:
     let drain = slog_async::Async::new(drain).chan_size(4096).build().fuse();
     Logger::root(drain.filter_level(level).fuse(), o!("service" => "dashboard"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The production pipeline (async drain, JSON) must carry nested values such as the audit
+    /// record's `changes`: without slog-async's `nested-values` feature it panics instead.
+    #[test]
+    fn audit_records_with_nested_values_survive_the_async_drain() {
+        let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
+        let (drain, guard) = slog_async::Async::new(json_drain(buffer.clone())).build_with_guard();
+        let log = Logger::root(drain.fuse(), o!());
+        let changes = serde_json::json!({ "email": { "old": null, "new": "a***@example.com" } });
+        slog::info!(log, "profile updated"; "record_type" => "audit", "changes" => slog::Serde(changes));
+        drop(log);
+        drop(guard);
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let record: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(record["changes"]["email"]["new"], "a***@example.com");
+    }
+}

@@ -1,7 +1,9 @@
 //! `dashboard-server`: runs the API (the default command) or mints a development token.
 
 use clap::{Parser, Subcommand};
-use dashboard_server::config::{self, ServerArgs, DEV_CLIENT_ID, DEV_ISSUER};
+use dashboard_server::config::{
+    self, ServerArgs, DEMO_EMAIL, DEMO_USER, DEV_CLIENT_ID, DEV_ISSUER,
+};
 use dashboard_server::{auth, logging, storage::profiles::ProfileItem};
 use slog::{info, warn};
 use std::process::ExitCode;
@@ -142,9 +144,6 @@ async fn seed_demo_orders(running: &dashboard_server::RunningServer) -> Result<(
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const DEMO_USER: &str = "demo-member";
-const DEMO_EMAIL: &str = "demo@babes.club";
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or_else(|| {
@@ -273,16 +272,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         if let Err(error) = seed_demo_orders(&running).await {
             warn!(log, "could not seed the demo orders"; "error" => error);
         }
-        let secret = config.auth.hs256_secret.as_deref().expect("dev mode has a secret");
-        let token = auth::mint_dev_token(
-            secret,
-            DEV_ISSUER,
-            DEV_CLIENT_ID,
-            DEMO_USER,
-            Some(DEMO_EMAIL),
-            &[],
-            Duration::from_secs(12 * 3600),
-        );
+        let token = running.dev_token().unwrap_or_default();
         println!(
             "\nBabes Club dashboard API on http://{addr}\n\
              Embedded store in {dir}\n\n\

@@ -19,6 +19,9 @@ pub struct TestArgs {
     /// Skip the schemathesis contract run.
     #[arg(long)]
     no_contract: bool,
+    /// Skip the Playwright browser tests.
+    #[arg(long)]
+    no_browser: bool,
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
@@ -31,6 +34,15 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     step("openapi check", &mut cargo(&root, &["xtask", "openapi", "check"]))?;
+    // The TypeScript client: generated types in step with the spec, strict type check, lint.
+    let ts = root.join("client/typescript");
+    step(
+        "npm ci (client/typescript)",
+        &mut npm(&ts, &["ci", "--no-audit", "--no-fund", "--loglevel=error"]),
+    )?;
+    step("TypeScript client up to date", &mut npm(&ts, &["run", "--silent", "check"]))?;
+    step("tsc --strict", &mut npm(&ts, &["run", "--silent", "typecheck"]))?;
+    step("redocly lint", &mut npm(&ts, &["run", "--silent", "lint:spec"]))?;
     // One build of every target; the test runner and the contract run reuse it.
     step("cargo build", &mut cargo(&root, &["build", "--workspace", "--all-targets"]))?;
     // Stripe's Node library, for the signature cross-check test.
@@ -49,6 +61,9 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     if !args.no_contract {
         contract_tests(&root)?;
     }
+    if !args.no_browser {
+        browser_tests(&root)?;
+    }
     eprintln!("xtask test: all checks passed");
     Ok(ExitCode::SUCCESS)
 }
@@ -57,6 +72,12 @@ fn cargo(root: &Utf8Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.args(args).current_dir(root);
     cmd
+}
+
+fn npm(dir: &Utf8Path, args: &[&str]) -> Command {
+    let mut command = Command::new("npm");
+    command.args(args).current_dir(dir);
+    command
 }
 
 fn has_nextest() -> bool {
@@ -119,22 +140,10 @@ fn contract_tests(root: &Utf8Path) -> anyhow::Result<()> {
             Command::new(venv.join("bin/pip")).args(["install", "-q", SCHEMATHESIS]),
         )?;
     }
-    let server_bin = root.join("target/debug/dashboard-server");
-    let data = tempfile::tempdir()?;
-    let data_dir = Utf8PathBuf::from_path_buf(data.path().to_owned()).expect("utf-8 temp path");
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let server = DevServer::start(root, &["--no-seed"])?;
+    let (data_dir, port) = (server.data_dir.clone(), server.port);
     let base = format!("http://127.0.0.1:{port}");
-    let server = Command::new(&server_bin)
-        .args(["serve", "--no-seed"])
-        .env("DASHBOARD_BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("DASHBOARD_DATA_DIR", &data_dir)
-        .env("DASHBOARD_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(data_dir.join("server.log"))?)
-        .spawn()
-        .context("starting dashboard-server")?;
-    let _guard = KillOnDrop(server);
-    wait_ready(&format!("127.0.0.1:{port}"))?;
+    let server_bin = root.join("target/debug/dashboard-server");
     let token = Command::new(&server_bin)
         .args(["mint-token", "--user-id", "contract-test-member", "--scope", "dashboard/admin"])
         .env("DASHBOARD_DATA_DIR", &data_dir)
@@ -158,12 +167,93 @@ fn contract_tests(root: &Utf8Path) -> anyhow::Result<()> {
             .current_dir(root),
     );
     if result.is_err() {
-        let log = std::fs::read_to_string(data_dir.join("server.log")).unwrap_or_default();
+        server.print_log_tail();
+    }
+    result
+}
+
+/// The server binary on its development default, in a fresh data folder, on a free port.
+struct DevServer {
+    data_dir: Utf8PathBuf,
+    port: u16,
+    _process: KillOnDrop,
+    _data: tempfile::TempDir,
+}
+
+impl DevServer {
+    fn start(root: &Utf8Path, args: &[&str]) -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        let data_dir = Utf8PathBuf::from_path_buf(data.path().to_owned()).expect("utf-8 temp path");
+        let port = free_port()?;
+        let process = Command::new(root.join("target/debug/dashboard-server"))
+            .arg("serve")
+            .args(args)
+            .env("DASHBOARD_BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("DASHBOARD_DATA_DIR", &data_dir)
+            .env("DASHBOARD_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(data_dir.join("server.log"))?)
+            .spawn()
+            .context("starting dashboard-server")?;
+        let server = DevServer { data_dir, port, _process: KillOnDrop(process), _data: data };
+        wait_ready(&format!("127.0.0.1:{port}"))?;
+        Ok(server)
+    }
+
+    fn print_log_tail(&self) {
+        let log = std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         eprintln!("server log (last lines):");
         for line in tail.into_iter().rev() {
             eprintln!("  {line}");
         }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The example dashboard in headless Chromium (Playwright) against the real server on its
+/// development default (demo member, simulator orders), served by `vite preview`.
+fn browser_tests(root: &Utf8Path) -> anyhow::Result<()> {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !std::path::Path::new(&chromium).exists() {
+        step(
+            "apt-get install chromium",
+            Command::new("sh")
+                .args(["-c", "apt-get update -qq && apt-get install -y -qq chromium"]),
+        )?;
+    }
+    let web = root.join("web");
+    step("npm ci (web)", &mut npm(&web, &["ci", "--no-audit", "--no-fund", "--loglevel=error"]))?;
+    step("web build (tsc --strict, vite)", &mut npm(&web, &["run", "--silent", "build"]))?;
+    let server = DevServer::start(root, &[])?;
+    let web_port = free_port()?;
+    let preview = Command::new("npx")
+        .args(["vite", "preview", "--strictPort", "--host", "127.0.0.1", "--port"])
+        .arg(web_port.to_string())
+        .env("DASHBOARD_API", format!("http://127.0.0.1:{}", server.port))
+        .current_dir(&web)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting vite preview")?;
+    let _preview = KillOnDrop(preview);
+    // `/healthz` through the preview's proxy: both servers are up.
+    wait_ready(&format!("127.0.0.1:{web_port}"))?;
+    let result = step(
+        "playwright (Chromium)",
+        Command::new("npx")
+            .args(["playwright", "test"])
+            .env("DASHBOARD_WEB", format!("http://127.0.0.1:{web_port}"))
+            .env("CHROMIUM", &chromium)
+            .current_dir(&web),
+    );
+    if result.is_ok() {
+        eprintln!("screenshots: {}", root.join("target/playwright/screenshots"));
+    } else {
+        server.print_log_tail();
     }
     result
 }
