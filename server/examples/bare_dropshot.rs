@@ -20,10 +20,6 @@ async fn fixed(_rqctx: RequestContext<()>) -> Result<HttpResponseOk<serde_json::
     })))
 }
 
-/// The same allocator as the real server, so the comparison is like for like.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() {
     let bind = std::env::var("DASHBOARD_BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:8090".into());

@@ -140,10 +140,6 @@ async fn seed_demo_orders(running: &dashboard_server::RunningServer) -> Result<(
     Ok(())
 }
 
-/// mimalloc: a good share of per-request CPU was glibc malloc/free (seen in perf).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or_else(|| {

@@ -8,8 +8,10 @@ use std::net::TcpListener;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-/// Pinned so contract-test results do not move under us.
+/// Python tools, pinned so results do not move under us.
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+const CFN_LINT: &str = "cfn-lint==1.58.0";
+const SAM_CLI: &str = "aws-sam-cli==1.170.0";
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -43,6 +45,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     step("TypeScript client up to date", &mut npm(&ts, &["run", "--silent", "check"]))?;
     step("tsc --strict", &mut npm(&ts, &["run", "--silent", "typecheck"]))?;
     step("redocly lint", &mut npm(&ts, &["run", "--silent", "lint:spec"]))?;
+    infra_checks(&root)?;
     // One build of every target; the test runner and the contract run reuse it.
     step("cargo build", &mut cargo(&root, &["build", "--workspace", "--all-targets"]))?;
     // Stripe's Node library, for the signature cross-check test.
@@ -129,17 +132,51 @@ pub fn bench(duration: &str, connections: u32) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The project's Python venv with the pinned tools (created on first use).
+fn venv(root: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
+    let venv = root.join(".venv");
+    let ready = venv.join(".tools-installed");
+    let wanted = [SCHEMATHESIS, CFN_LINT, SAM_CLI].join(" ");
+    if std::fs::read_to_string(&ready).ok().as_deref() != Some(wanted.as_str()) {
+        if !venv.join("bin/pip").exists() {
+            step("python venv", Command::new("python3").args(["-m", "venv", venv.as_str()]))?;
+        }
+        step(
+            "pip install (schemathesis, cfn-lint, aws-sam-cli)",
+            Command::new(venv.join("bin/pip")).args([
+                "install",
+                "-q",
+                SCHEMATHESIS,
+                CFN_LINT,
+                SAM_CLI,
+            ]),
+        )?;
+        std::fs::write(&ready, &wanted)?;
+    }
+    Ok(venv)
+}
+
+/// The SAM template, offline: cfn-lint and both modes of `sam validate` (each catches errors
+/// the other misses).
+fn infra_checks(root: &Utf8Path) -> anyhow::Result<()> {
+    let bin = venv(root)?.join("bin");
+    let template = root.join("infra/template.yaml");
+    step("cfn-lint", Command::new(bin.join("cfn-lint")).arg(&template))?;
+    for (name, lint) in [("sam validate", false), ("sam validate --lint", true)] {
+        let mut sam = Command::new(bin.join("sam"));
+        sam.args(["validate", "--region", "us-east-1", "-t", template.as_str()])
+            .env("SAM_CLI_TELEMETRY", "0");
+        if lint {
+            sam.arg("--lint");
+        }
+        step(name, &mut sam)?;
+    }
+    Ok(())
+}
+
 /// Schemathesis against the real server binary on its embedded store, with a valid token.
 fn contract_tests(root: &Utf8Path) -> anyhow::Result<()> {
-    let venv = root.join(".venv");
-    let st = venv.join("bin/st");
-    if !st.exists() {
-        step("python venv", Command::new("python3").args(["-m", "venv", venv.as_str()]))?;
-        step(
-            "pip install schemathesis",
-            Command::new(venv.join("bin/pip")).args(["install", "-q", SCHEMATHESIS]),
-        )?;
-    }
+    let st = venv(root)?.join("bin/st");
     let server = DevServer::start(root, &["--no-seed"])?;
     let (data_dir, port) = (server.data_dir.clone(), server.port);
     let base = format!("http://127.0.0.1:{port}");

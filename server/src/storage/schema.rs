@@ -171,3 +171,107 @@ impl TableSpec {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_yaml::Value;
+
+    /// `!Sub "${Stage}-Name"` (or a plain string) to `Name`.
+    fn base_name(value: &Value) -> String {
+        let text = match value {
+            Value::Tagged(tagged) => tagged.value.as_str().unwrap_or_default().to_string(),
+            other => other.as_str().unwrap_or_default().to_string(),
+        };
+        text.rsplit('-').next().unwrap_or_default().to_string()
+    }
+
+    fn keys(schema: &Value, definitions: &Value) -> (Key, Option<Key>) {
+        let kind = |name: &str| -> &'static str {
+            let found = definitions
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|d| d["AttributeName"].as_str() == Some(name))
+                .unwrap_or_else(|| panic!("{name} has no attribute definition"));
+            match found["AttributeType"].as_str() {
+                Some("S") => "S",
+                Some("N") => "N",
+                other => panic!("unexpected type {other:?}"),
+            }
+        };
+        let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+        let mut hash = None;
+        let mut range = None;
+        for element in schema.as_sequence().unwrap() {
+            let name = element["AttributeName"].as_str().unwrap();
+            let key = Key { name: leak(name), kind: kind(name) };
+            match element["KeyType"].as_str() {
+                Some("HASH") => hash = Some(key),
+                Some("RANGE") => range = Some(key),
+                other => panic!("unexpected key type {other:?}"),
+            }
+        }
+        (hash.expect("a partition key"), range)
+    }
+
+    fn indexes(list: &Value, definitions: &Value) -> Vec<IndexSpec> {
+        let mut indexes: Vec<IndexSpec> = list
+            .as_sequence()
+            .map(|l| l.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|index| {
+                let (partition, sort) = keys(&index["KeySchema"], definitions);
+                assert_eq!(index["Projection"]["ProjectionType"].as_str(), Some("ALL"));
+                let name =
+                    Box::leak(index["IndexName"].as_str().unwrap().to_string().into_boxed_str());
+                IndexSpec { name, partition, sort }
+            })
+            .collect();
+        indexes.sort_by_key(|i| i.name);
+        indexes
+    }
+
+    /// The deployment template and the tables the server creates locally are the same tables.
+    #[test]
+    fn infra_template_declares_the_same_tables() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
+        let template: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut declared: Vec<TableSpec> = template["Resources"]
+            .as_mapping()
+            .unwrap()
+            .values()
+            .filter(|r| r["Type"].as_str() == Some("AWS::DynamoDB::Table"))
+            .map(|resource| {
+                let p = &resource["Properties"];
+                let definitions = &p["AttributeDefinitions"];
+                let (partition, sort) = keys(&p["KeySchema"], definitions);
+                let ttl = p["TimeToLiveSpecification"]["AttributeName"].as_str();
+                assert_eq!(
+                    p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
+                    Some(true)
+                );
+                assert_eq!(p["SSESpecification"]["SSEEnabled"].as_bool(), Some(true));
+                assert_eq!(p["DeletionProtectionEnabled"].as_bool(), Some(true));
+                TableSpec {
+                    base_name: Box::leak(base_name(&p["TableName"]).into_boxed_str()),
+                    partition,
+                    sort,
+                    global_indexes: indexes(&p["GlobalSecondaryIndexes"], definitions),
+                    local_indexes: indexes(&p["LocalSecondaryIndexes"], definitions),
+                    ttl_attribute: ttl.map(|t| &*Box::leak(t.to_string().into_boxed_str())),
+                }
+            })
+            .collect();
+        declared.sort_by_key(|t| t.base_name);
+        let mut expected = tables();
+        for table in &mut expected {
+            table.global_indexes.sort_by_key(|i| i.name);
+            table.local_indexes.sort_by_key(|i| i.name);
+        }
+        expected.sort_by_key(|t| t.base_name);
+        assert_eq!(declared, expected);
+    }
+}
