@@ -198,3 +198,31 @@ pub async fn dev_token(
     })?;
     Ok(HttpResponseOk(DevToken { token, user_id: crate::config::DEMO_USER.to_string() }))
 }
+
+/// Non-HTTP work delivered by the AWS Lambda Web Adapter on its pass-through path: SQS batches
+/// (stale-order refreshes: `{"userId": …}` bodies) and the daily EventBridge schedule. Not part
+/// of the API: API Gateway routes nothing here, and a request that came through API Gateway
+/// carries a non-null `x-amzn-request-context` (set by the adapter), which is refused.
+#[dropshot::endpoint {
+    method = POST,
+    path = "/events",
+    unpublished = true,
+    request_body_max_bytes = 6 * 1024 * 1024,
+}]
+pub async fn lambda_events(
+    rqctx: RequestContext<ServerContext>,
+    body: UntypedBody,
+) -> Result<HttpResponseOk<serde_json::Value>, dropshot::HttpError> {
+    let context = rqctx.request.headers().get("x-amzn-request-context");
+    if context.is_some_and(|v| v.as_bytes() != b"null") {
+        return Err(dropshot::HttpError::for_not_found(
+            None,
+            "HTTP request on the events path".into(),
+        ));
+    }
+    let event: serde_json::Value = serde_json::from_slice(body.as_bytes()).map_err(|e| {
+        dropshot::HttpError::for_bad_request(Some("invalid_event".into()), format!("not JSON: {e}"))
+    })?;
+    let orders = rqctx.context().orders.clone();
+    crate::events::handle(&orders, &rqctx.log, &event).await.map(HttpResponseOk)
+}

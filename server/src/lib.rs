@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod cursor;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod logging;
 pub mod orders;
@@ -143,6 +144,7 @@ pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServe
     };
     let mut api = dashboard_api::dashboard_api_mod::api_description::<http::DashboardImpl>()
         .map_err(|e| anyhow::anyhow!("building the API description: {e}"))?;
+    api.register(http::lambda_events).map_err(|e| anyhow::anyhow!("registering /events: {e}"))?;
     if dev_token.is_some() {
         api.register(http::dev_token)
             .map_err(|e| anyhow::anyhow!("registering /dev/token: {e}"))?;

@@ -1,0 +1,51 @@
+//! Work that arrives as Lambda events rather than HTTP requests (through the Web Adapter's
+//! pass-through path): SQS batches of stale-order refreshes and the daily schedule.
+
+use crate::orders::OrderService;
+use dropshot::HttpError;
+use serde_json::{json, Value};
+use slog::{info, warn, Logger};
+
+/// Handles one event. SQS batches answer `batchItemFailures` so that only failed records are
+/// retried (and end in the dead-letter queue); a failed schedule is a 5xx so it is retried.
+pub async fn handle(
+    orders: &OrderService,
+    log: &Logger,
+    event: &Value,
+) -> Result<Value, HttpError> {
+    if let Some(records) = event["Records"].as_array() {
+        let mut failures = Vec::new();
+        for record in records {
+            let id = record["messageId"].as_str().unwrap_or_default().to_string();
+            let user = serde_json::from_str::<Value>(record["body"].as_str().unwrap_or_default())
+                .ok()
+                .and_then(|body| body["userId"].as_str().map(str::to_string));
+            let outcome = match &user {
+                Some(user) => orders.reconcile(user).await.map(|_| ()).map_err(|e| e.to_string()),
+                None => Err("record body has no userId".to_string()),
+            };
+            if let Err(error) = outcome {
+                warn!(log, "refresh failed"; "message_id" => &id, "error" => error);
+                failures.push(json!({ "itemIdentifier": id }));
+            }
+        }
+        info!(log, "refresh batch"; "records" => records.len(), "failed" => failures.len());
+        return Ok(json!({ "batchItemFailures": failures }));
+    }
+    let scheduled = event["detail-type"].as_str() == Some("Scheduled Event")
+        || event["source"].as_str().is_some_and(|s| s == "aws.scheduler" || s == "aws.events");
+    if scheduled {
+        let report = orders
+            .reconcile_all()
+            .await
+            .map_err(|e| HttpError::for_unavail(Some("reconcile_failed".into()), e.to_string()))?;
+        info!(log, "scheduled reconcile"; "record_type" => "audit", "action" => "sync.scheduled",
+            "members" => report.members, "failed" => report.failed);
+        return serde_json::to_value(report)
+            .map_err(|e| HttpError::for_internal_error(e.to_string()));
+    }
+    Err(HttpError::for_bad_request(
+        Some("unknown_event".into()),
+        "not an SQS batch or a schedule".into(),
+    ))
+}
