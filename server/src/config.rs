@@ -98,6 +98,11 @@ pub struct ServerArgs {
     #[arg(long, env = "DASHBOARD_ADMIN_SCOPE", default_value = "dashboard/admin")]
     pub admin_scope: String,
 
+    /// ARN of a Secrets Manager secret (JSON: stripeSecretKey, stripeWebhookSecret, cursorKey)
+    /// read once at start instead of the three variables above.
+    #[arg(long, env = "DASHBOARD_SECRETS_ARN")]
+    pub secrets_arn: Option<String>,
+
     /// Members reconciled at once by the scheduled sync.
     #[arg(long, env = "DASHBOARD_SYNC_CONCURRENCY", default_value_t = 4)]
     pub sync_concurrency: usize,
@@ -166,6 +171,25 @@ pub struct Config {
 }
 
 impl ServerArgs {
+    /// Fills the Stripe and page-token secrets from Secrets Manager when an ARN is configured.
+    /// Setting them both ways is a mistake, reported rather than resolved silently.
+    pub async fn load_secrets(mut self) -> Result<Self, String> {
+        let Some(arn) = self.secrets_arn.take() else { return Ok(self) };
+        if self.stripe_secret_key.is_some()
+            || self.stripe_webhook_secret.is_some()
+            || self.cursor_key.is_some()
+        {
+            return Err("DASHBOARD_SECRETS_ARN is set: do not also set STRIPE_SECRET_KEY, \
+                        STRIPE_WEBHOOK_SECRET or DASHBOARD_CURSOR_KEY"
+                .into());
+        }
+        let secrets = crate::secrets::load(&arn).await?;
+        self.stripe_secret_key = Some(secrets.stripe_secret_key);
+        self.stripe_webhook_secret = Some(secrets.stripe_webhook_secret);
+        self.cursor_key = Some(secrets.cursor_key);
+        Ok(self)
+    }
+
     /// Checks the settings and resolves them. The error is one line, fit to print and exit.
     pub fn resolve(self) -> Result<Config, String> {
         let store = match (self.dynamodb_endpoint, self.aws_region) {

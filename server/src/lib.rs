@@ -12,6 +12,7 @@ pub mod http;
 pub mod logging;
 pub mod orders;
 pub mod profiles;
+pub mod secrets;
 pub mod storage;
 pub mod stripe;
 pub mod validate;

@@ -165,7 +165,11 @@ fn runtime() -> tokio::runtime::Runtime {
 async fn boot(
     args: ServerArgs,
 ) -> Result<(config::Config, slog::Logger, dashboard_server::RunningServer), ExitCode> {
-    let config = args.resolve().map_err(|error| {
+    let config = match args.load_secrets().await {
+        Ok(args) => args.resolve(),
+        Err(error) => Err(error),
+    }
+    .map_err(|error| {
         eprintln!("dashboard-server: configuration error: {error}");
         ExitCode::from(2)
     })?;
