@@ -347,7 +347,7 @@ async fn stale_orders_refresh_in_the_background_once() {
     assert!(page.stale);
     assert!(page.items.is_empty());
     let mut found = 0;
-    for _ in 0..100 {
+    for _ in 0..250 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let status = client.get_sync_status().await.unwrap().into_inner();
         if let Some(report) = status.last_reconcile {
