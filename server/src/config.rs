@@ -103,6 +103,11 @@ pub struct ServerArgs {
     #[arg(long, env = "DASHBOARD_SECRETS_ARN")]
     pub secrets_arn: Option<String>,
 
+    /// SQS queue for stale-order refreshes (on Lambda, where work after the response freezes).
+    /// Unset: refreshes run in the server process.
+    #[arg(long, env = "DASHBOARD_REFRESH_QUEUE_URL")]
+    pub refresh_queue_url: Option<String>,
+
     /// Members reconciled at once by the scheduled sync.
     #[arg(long, env = "DASHBOARD_SYNC_CONCURRENCY", default_value_t = 4)]
     pub sync_concurrency: usize,
@@ -306,6 +311,7 @@ impl ServerArgs {
                 cursor_key,
                 admin_scope: self.admin_scope,
                 schedule_concurrency: self.sync_concurrency.max(1),
+                refresh_queue_url: self.refresh_queue_url,
             },
         })
     }

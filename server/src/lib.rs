@@ -125,10 +125,19 @@ pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServe
     };
     let webhook_secret = stripe_config.webhook_secret.clone();
     let stripe_api = stripe::StripeApi::new(stripe_config);
+    // Built without network work: credentials and endpoints resolve on first send.
+    let queue = match &config.orders.refresh_queue_url {
+        Some(_) => {
+            let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+            Some(aws_sdk_sqs::Client::new(&shared))
+        }
+        None => None,
+    };
     let orders = std::sync::Arc::new(orders::OrderService::new(
         store.clone(),
         stripe_api,
         config.orders.clone(),
+        queue,
         log.new(slog::o!("component" => "orders")),
     ));
     let dev_token = match (&config.auth.hs256_secret, config.auth.dev_mode) {

@@ -37,10 +37,14 @@ pub struct OrdersConfig {
     pub admin_scope: String,
     /// How many members the scheduled reconcile works on at once.
     pub schedule_concurrency: usize,
+    /// Where stale refreshes go when they cannot run in this process (Lambda).
+    pub refresh_queue_url: Option<String>,
 }
 
 pub struct OrderService {
     store: Store,
+    /// Set with `refresh_queue_url`: refreshes are queued, not run here.
+    queue: Option<aws_sdk_sqs::Client>,
     stripe: StripeApi,
     cursor: CursorKey,
     config: OrdersConfig,
@@ -78,9 +82,16 @@ impl From<StripeFailure> for DomainError {
 }
 
 impl OrderService {
-    pub fn new(store: Store, stripe: StripeApi, config: OrdersConfig, log: Logger) -> Self {
+    pub fn new(
+        store: Store,
+        stripe: StripeApi,
+        config: OrdersConfig,
+        queue: Option<aws_sdk_sqs::Client>,
+        log: Logger,
+    ) -> Self {
         OrderService {
             store,
+            queue,
             stripe,
             cursor: CursorKey::new(&config.cursor_key),
             config,
@@ -148,8 +159,9 @@ impl OrderService {
         let synced_at = profile.as_ref().and_then(|p| p.orders_synced_at);
         let linked = profile.as_ref().is_some_and(|p| p.stripe_customer_id.is_some());
         let stale = linked && synced_at.is_none_or(|at| self.is_stale(at));
+        let mut queued = false;
         if stale {
-            self.refresh_in_background(user_id);
+            queued = self.request_refresh(user_id).await;
         }
         let next_page = match (page.more, page.orders.last()) {
             (true, Some(last)) => {
@@ -165,7 +177,7 @@ impl OrderService {
             next_page,
             synced_at,
             stale,
-            refreshing: self.refreshing.lock().unwrap().contains(user_id),
+            refreshing: queued || self.refreshing.lock().unwrap().contains(user_id),
         })
     }
 
@@ -351,6 +363,25 @@ impl OrderService {
         report.stripe_requests = self.stripe.requests() - started_requests;
         report.finished_at = Some(Utc::now());
         Ok(report)
+    }
+
+    /// Asks for a refresh of the member's orders: an SQS message when a queue is configured
+    /// (returns true once it is sent), else a background task in this process. A failure to
+    /// queue is logged; the listing is answered from the cache either way.
+    async fn request_refresh(self: &Arc<Self>, user_id: &str) -> bool {
+        let (Some(queue), Some(url)) = (&self.queue, &self.config.refresh_queue_url) else {
+            self.refresh_in_background(user_id);
+            return false;
+        };
+        let body = serde_json::json!({ "userId": user_id }).to_string();
+        match queue.send_message().queue_url(url).message_body(body).send().await {
+            Ok(_) => true,
+            Err(error) => {
+                warn!(self.log, "could not queue a refresh"; "user_id" => user_id,
+                    "error" => aws_sdk_sqs::error::DisplayErrorContext(error).to_string());
+                false
+            }
+        }
     }
 
     /// Starts a reconcile for the member unless one is already running.

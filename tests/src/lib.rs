@@ -35,6 +35,8 @@ pub struct Options {
     pub hs256_secret: Option<Vec<u8>>,
     /// Orders older than this are stale (default: one hour).
     pub stale_after: Option<Duration>,
+    /// Queue stale refreshes to this SQS queue instead of running them in process.
+    pub refresh_queue_url: Option<String>,
 }
 
 /// A running server and what a test needs to talk to it.
@@ -100,6 +102,7 @@ impl TestServer {
                 cursor_key: rand::random::<[u8; 32]>().to_vec(),
                 admin_scope: ADMIN_SCOPE.into(),
                 schedule_concurrency: 4,
+                refresh_queue_url: options.refresh_queue_url.clone(),
             },
         };
         let logs = Arc::new(Mutex::new(Vec::new()));

@@ -75,3 +75,74 @@ async fn http_requests_cannot_reach_the_events_path() {
     assert_eq!((status, body["error_code"].as_str()), (400, Some("unknown_event")));
     server.stop().await;
 }
+
+/// An SQS stand-in (AWS JSON 1.0 protocol) that records SendMessage calls.
+async fn sqs() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::http::HeaderMap;
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = sent.clone();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let log = log.clone();
+            async move {
+                let target =
+                    headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+                let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let message = request["MessageBody"].as_str().unwrap_or_default().to_string();
+                log.lock().unwrap().push(json!({ "target": target, "request": request }));
+                let digest = format!("{:x}", md5::compute(message.as_bytes()));
+                let response = json!({ "MessageId": "msg-1", "MD5OfMessageBody": digest });
+                ([("content-type", "application/x-amz-json-1.0")], response.to_string())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, sent)
+}
+
+/// On Lambda a stale listing queues its refresh; the worker then runs it from the SQS batch.
+#[tokio::test]
+async fn stale_listings_queue_their_refresh_and_the_worker_runs_it() {
+    let (sqs_url, sent) = sqs().await;
+    // nextest runs each test in its own process, so these settings touch no other test.
+    std::env::set_var("AWS_ENDPOINT_URL_SQS", &sqs_url);
+    std::env::set_var("AWS_REGION", "us-east-1");
+    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    let queue_url = format!("{sqs_url}/123456789012/dashboard-refresh");
+    let server = TestServer::start_with(dashboard_tests::Options {
+        stale_after: Some(std::time::Duration::ZERO),
+        refresh_queue_url: Some(queue_url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let (client, customer) = server.linked_member("lambda-member").await;
+    let pi =
+        server.stripe.create_payment_intent(&customer, 900, "usd", &[ItemSpec::new("Pin", 1, 900)]);
+    server.stripe.succeed(&pi);
+
+    let page = client.list_orders(None, None, None, None, None).await.unwrap().into_inner();
+    assert!(page.stale && page.refreshing && page.items.is_empty());
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["target"], "AmazonSQS.SendMessage");
+    assert_eq!(sent[0]["request"]["QueueUrl"], queue_url.as_str());
+    let body = sent[0]["request"]["MessageBody"].as_str().unwrap().to_string();
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({ "userId": "lambda-member" }));
+    // Nothing ran in process.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(client.get_sync_status().await.unwrap().into_inner().last_reconcile.is_none());
+
+    // The worker receives the message as an SQS batch on the pass-through path.
+    let batch =
+        json!({ "Records": [{ "messageId": "m-1", "eventSource": "aws:sqs", "body": body }] });
+    let (status, answer) = post(&server, &batch, Some("null")).await;
+    assert_eq!((status, answer), (200, json!({ "batchItemFailures": [] })));
+    let page = client.list_orders(None, None, None, None, None).await.unwrap().into_inner();
+    assert_eq!(page.items.len(), 1);
+    server.stop().await;
+}
