@@ -32,11 +32,16 @@ where
     F: FnOnce(Identity) -> Fut,
     Fut: Future<Output = Result<T, DomainError>>,
 {
+    let started = std::time::Instant::now();
     let result = async {
         let identity = rqctx.context().auth.authenticate(rqctx.request.headers()).await?;
         call(identity).await
     };
-    result.await.map_err(|e| e.into_api(&rqctx.log))
+    let result = result.await.map_err(|e| e.into_api(&rqctx.log));
+    let status = result.as_ref().map_or_else(|e| e.status.as_u16(), |_| 200);
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    crate::metrics::request(&rqctx.log, &rqctx.endpoint.operation_id, latency_ms, status);
+    result
 }
 
 /// Like [`member`], for the admin-only endpoints.
@@ -70,12 +75,10 @@ impl DashboardApi for DashboardImpl {
     async fn get_profile(
         rqctx: RequestContext<Self::Context>,
     ) -> Result<ProfileResponse, ApiError> {
-        let cx = rqctx.context();
-        let result = async {
-            let identity = cx.auth.authenticate(rqctx.request.headers()).await?;
-            profiles::get_or_create(&cx.store, &identity).await
-        };
-        result.await.map(profile_response).map_err(|e: DomainError| e.into_api(&rqctx.log))
+        let store = rqctx.context().store.clone();
+        member(&rqctx, |identity| async move { profiles::get_or_create(&store, &identity).await })
+            .await
+            .map(profile_response)
     }
 
     async fn put_profile(
@@ -83,15 +86,15 @@ impl DashboardApi for DashboardImpl {
         if_match: Header<IfMatchHeader>,
         body: TypedBody<ProfileUpdate>,
     ) -> Result<ProfileResponse, ApiError> {
-        let cx = rqctx.context();
-        let result = async {
-            let identity = cx.auth.authenticate(rqctx.request.headers()).await?;
-            let if_match = if_match.into_inner().if_match;
-            let log = rqctx.log.new(slog::o!("user_id" => identity.user_id.clone()));
-            profiles::update(&cx.store, &log, &identity, if_match.as_deref(), body.into_inner())
-                .await
-        };
-        result.await.map(profile_response).map_err(|e: DomainError| e.into_api(&rqctx.log))
+        let store = rqctx.context().store.clone();
+        let if_match = if_match.into_inner().if_match;
+        let log = rqctx.log.clone();
+        member(&rqctx, |identity| async move {
+            let log = log.new(slog::o!("user_id" => identity.user_id.clone()));
+            profiles::update(&store, &log, &identity, if_match.as_deref(), body.into_inner()).await
+        })
+        .await
+        .map(profile_response)
     }
 
     async fn list_orders(
@@ -140,13 +143,14 @@ impl DashboardApi for DashboardImpl {
         body: UntypedBody,
     ) -> Result<HttpResponseOk<WebhookAck>, ApiError> {
         let signature = signature.into_inner().stripe_signature;
-        rqctx
-            .context()
-            .orders
-            .webhook(body.as_bytes(), signature.as_deref())
-            .await
-            .map(HttpResponseOk)
-            .map_err(|e| e.into_api(&rqctx.log))
+        let result = rqctx.context().orders.webhook(body.as_bytes(), signature.as_deref()).await;
+        let outcome = match &result {
+            Ok(ack) => ack.outcome.as_str(),
+            Err(DomainError::InvalidSignature(_)) => "rejected",
+            Err(_) => "failed",
+        };
+        crate::metrics::webhook(&rqctx.log, outcome);
+        result.map(HttpResponseOk).map_err(|e| e.into_api(&rqctx.log))
     }
 
     async fn post_sync_member(

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod orders;
 pub mod profiles;
 pub mod secrets;

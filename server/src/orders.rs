@@ -290,6 +290,7 @@ impl OrderService {
         crate::validate::user_id("userId", user_id)?;
         let started_requests = self.stripe.requests();
         let result = self.reconcile_inner(user_id, started_requests).await;
+        crate::metrics::reconcile(&self.log, result.as_ref().ok());
         match &result {
             Ok(report) => {
                 self.store.record_sync(user_id, SyncMeta::Reconciled(report)).await?;

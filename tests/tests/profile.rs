@@ -456,3 +456,28 @@ async fn healthz_needs_no_token() {
     assert_eq!(health.status, "ok");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_are_logged_in_embedded_metric_format() {
+    let server = TestServer::start().await;
+    let client = server.member("measured");
+    client.get_profile().await.unwrap();
+    let _ = server.client_with_headers(Default::default()).get_profile().await;
+    let records: Vec<Value> = server
+        .log_text()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|r| r["_aws"].is_object() && r["Operation"] == "get_profile")
+        .collect();
+    assert_eq!(records.len(), 2, "one metrics record per request");
+    let metrics = &records[0]["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(metrics["Namespace"], "BabesClub/Dashboard");
+    assert_eq!(metrics["Dimensions"], json!([["Operation"]]));
+    assert_eq!(records[0]["Requests"], 1);
+    assert!(records[0]["Latency"].as_f64().unwrap() >= 0.0);
+    assert_eq!(
+        (records[0]["AuthFailures"].as_u64(), records[1]["AuthFailures"].as_u64()),
+        (Some(0), Some(1))
+    );
+    server.stop().await;
+}

@@ -1,0 +1,72 @@
+//! Metrics as CloudWatch Embedded Metric Format records: ordinary JSON log lines with an `_aws`
+//! member, which CloudWatch turns into metrics with no agent and no API calls.
+
+use serde_json::{json, Value};
+use slog::{info, Logger};
+
+pub const NAMESPACE: &str = "BabesClub/Dashboard";
+
+/// The `_aws` member for metrics with one set of dimensions.
+pub fn emf(dimensions: &[&str], metrics: &[(&str, &str)]) -> Value {
+    json!({
+        "Timestamp": chrono::Utc::now().timestamp_millis(),
+        "CloudWatchMetrics": [{
+            "Namespace": NAMESPACE,
+            "Dimensions": [dimensions],
+            "Metrics": metrics
+                .iter()
+                .map(|(name, unit)| json!({ "Name": name, "Unit": unit }))
+                .collect::<Vec<_>>(),
+        }],
+    })
+}
+
+/// One request: count, latency and whether it failed, per operation.
+pub fn request(log: &Logger, operation: &str, latency_ms: f64, status: u16) {
+    let aws = emf(
+        &["Operation"],
+        &[
+            ("Requests", "Count"),
+            ("Latency", "Milliseconds"),
+            ("Errors", "Count"),
+            ("AuthFailures", "Count"),
+        ],
+    );
+    info!(log, "metrics";
+        "_aws" => slog::Serde(aws),
+        "Operation" => operation.to_string(),
+        "Requests" => 1,
+        "Latency" => latency_ms,
+        "Errors" => u8::from(status >= 500),
+        "AuthFailures" => u8::from(status == 401),
+    );
+}
+
+/// One webhook delivery, by outcome (applied, duplicate, ignored, unlinked, rejected, failed).
+pub fn webhook(log: &Logger, outcome: &str) {
+    info!(log, "metrics";
+        "_aws" => slog::Serde(emf(&["Outcome"], &[("WebhookEvents", "Count")])),
+        "Outcome" => outcome.to_string(),
+        "WebhookEvents" => 1,
+    );
+}
+
+/// One reconcile run's counts.
+pub fn reconcile(log: &Logger, report: Option<&dashboard_api::SyncReport>) {
+    let aws = emf(
+        &[],
+        &[
+            ("OrdersCreated", "Count"),
+            ("OrdersUpdated", "Count"),
+            ("OrdersUnchanged", "Count"),
+            ("ReconcileErrors", "Count"),
+        ],
+    );
+    info!(log, "metrics";
+        "_aws" => slog::Serde(aws),
+        "OrdersCreated" => report.map_or(0, |r| r.created),
+        "OrdersUpdated" => report.map_or(0, |r| r.updated),
+        "OrdersUnchanged" => report.map_or(0, |r| r.unchanged),
+        "ReconcileErrors" => u8::from(report.is_none()),
+    );
+}
