@@ -169,6 +169,9 @@ pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServe
     let dropshot_config = dropshot::ConfigDropshot {
         bind_address: config.bind_addr,
         default_request_body_max_bytes: DEFAULT_BODY_MAX_BYTES,
+        // The X-Ray trace id (set by API Gateway / the Lambda Web Adapter) on every record a
+        // request logs, next to Dropshot's request id.
+        log_headers: vec!["x-amzn-trace-id".to_string()],
         ..Default::default()
     };
     let server = dropshot::ServerBuilder::new(api, context, log.clone())

@@ -481,3 +481,33 @@ async fn metrics_are_logged_in_embedded_metric_format() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn every_record_of_a_request_carries_its_trace_id() {
+    let server = TestServer::start().await;
+    let token = server.token(json!({ "sub": "traced" }));
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    headers.insert("x-amzn-trace-id", trace.parse().unwrap());
+    let client = server.client_with_headers(headers);
+    let etag = client.get_profile().await.unwrap().headers()["etag"].to_str().unwrap().to_string();
+    let update =
+        ProfileUpdate { display_name: Some("Traced".try_into().unwrap()), ..Default::default() };
+    client.put_profile(Some(&etag), &update).await.unwrap();
+    let records: Vec<Value> = server
+        .log_text()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|r| r["req_id"].is_string())
+        .collect();
+    assert!(records.len() >= 4, "request records: {records:?}");
+    for record in &records {
+        assert_eq!(record["hdr_x_amzn_trace_id"], trace, "{record}");
+    }
+    let audit = server.audit_records();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0]["hdr_x_amzn_trace_id"], trace);
+    assert!(audit[0]["req_id"].is_string());
+    server.stop().await;
+}
