@@ -209,8 +209,7 @@ impl OrderService {
             return Err(DomainError::NotFound);
         }
         let extras = self.extras_for(&intent, None).await?;
-        self.write(user_id, &customer, &intent, extras, None).await?;
-        let record = self.store.get_order(user_id, order_id).await?.ok_or(DomainError::NotFound)?;
+        let (_, record) = self.write(user_id, &customer, &intent, extras, None).await?;
         Ok(order(record))
     }
 
@@ -246,7 +245,7 @@ impl OrderService {
     }
 
     /// Builds the snapshot from Stripe's state and the cache (`cached`, as the caller last
-    /// read it), and writes it if it changed.
+    /// read it), writes it if it changed, and returns what is stored now.
     async fn write(
         &self,
         user_id: &str,
@@ -254,19 +253,19 @@ impl OrderService {
         intent: &Intent,
         extras: Extras,
         mut cached: Option<OrderRecord>,
-    ) -> Result<Outcome, DomainError> {
+    ) -> Result<(Outcome, OrderRecord), DomainError> {
         for _ in 0..WRITE_ATTEMPTS {
             let now = Utc::now();
             let fresh = build(user_id, customer, intent, &extras, cached.as_ref(), now);
-            let result = match &cached {
-                Some(old) if old.same_content(&fresh) => return Ok(Outcome::Unchanged),
-                Some(old) => {
+            let result = match cached {
+                Some(old) if old.same_content(&fresh) => return Ok((Outcome::Unchanged, old)),
+                Some(ref old) => {
                     self.store.replace_order(&fresh, old.version).await.map(|()| Outcome::Updated)
                 }
                 None => self.store.insert_order(&fresh).await.map(|()| Outcome::Created),
             };
             match result {
-                Ok(outcome) => return Ok(outcome),
+                Ok(outcome) => return Ok((outcome, fresh)),
                 // Someone else wrote first: merge with what they wrote and try again.
                 Err(StoreError::ConditionFailed) => {
                     cached = self.store.get_order(user_id, &intent.id).await?;
@@ -351,7 +350,7 @@ impl OrderService {
                         continue;
                     }
                 }
-                match self.write(user_id, &customer, intent, extras, old.cloned()).await? {
+                match self.write(user_id, &customer, intent, extras, old.cloned()).await?.0 {
                     Outcome::Created => report.created += 1,
                     Outcome::Updated => report.updated += 1,
                     Outcome::Unchanged => report.unchanged += 1,
@@ -503,7 +502,7 @@ impl OrderService {
         };
         let cached = self.store.get_order(&user_id, &intent.id).await?;
         let extras = self.extras_for(&intent, cached.as_ref()).await?;
-        let outcome = self.write(&user_id, &customer, &intent, extras, cached).await?;
+        let (outcome, _) = self.write(&user_id, &customer, &intent, extras, cached).await?;
         let applied = WebhookApplied {
             event_id: event_id.to_string(),
             event_type: event_type.to_string(),

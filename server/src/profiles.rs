@@ -2,7 +2,7 @@
 
 use crate::auth::Identity;
 use crate::error::DomainError;
-use crate::storage::profiles::{EditableFields, ProfileItem};
+use crate::storage::profiles::{EditableFields, ProfileItem, EDITABLE_ATTRIBUTES};
 use crate::storage::Store;
 use crate::validate;
 use dashboard_api::{Profile, ProfileUpdate};
@@ -105,14 +105,7 @@ pub fn diff(old: &EditableFields, new: &EditableFields) -> serde_json::Map<Strin
     let old = serde_json::to_value(old).expect("fields serialise");
     let new = serde_json::to_value(new).expect("fields serialise");
     let mut changes = serde_json::Map::new();
-    for field in [
-        "email",
-        "displayName",
-        "shippingAddress",
-        "preferredWallet",
-        "avatarUrl",
-        "dashboardSettings",
-    ] {
+    for field in EDITABLE_ATTRIBUTES {
         let (before, after) = (&old[field], &new[field]);
         if before != after {
             changes.insert(

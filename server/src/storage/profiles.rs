@@ -125,7 +125,7 @@ pub struct EditableFields {
 }
 
 /// Attribute names of the editable fields, in the order `EditableFields` declares them.
-const EDITABLE_ATTRIBUTES: [&str; 6] = [
+pub const EDITABLE_ATTRIBUTES: [&str; 6] = [
     "email",
     "displayName",
     "shippingAddress",
