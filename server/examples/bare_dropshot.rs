@@ -1,10 +1,18 @@
-//! Bench baseline: a bare Dropshot server with one endpoint returning a fixed JSON body of the
-//! size of a profile, logging like the real server. `cargo xtask bench` compares against it.
+//! Bench baselines, logging like the real server:
+//! - `GET /healthz`: a bare Dropshot endpoint returning a fixed JSON body of a profile's size;
+//! - `GET /store-read` (when `DASHBOARD_DYNAMODB_ENDPOINT` is set): the same plus one
+//!   consistent `GetItem` of a profile through the server's own DynamoDB client, and nothing
+//!   else (no auth, no domain). It is the floor of any endpoint that reads the store per request.
+//!
+//! `cargo xtask bench` compares the real endpoints against both.
 
+use dashboard_server::storage::Store;
 use dropshot::{endpoint, ApiDescription, HttpError, HttpResponseOk, RequestContext};
 
 #[endpoint { method = GET, path = "/healthz" }]
-async fn fixed(_rqctx: RequestContext<()>) -> Result<HttpResponseOk<serde_json::Value>, HttpError> {
+async fn fixed(
+    _rqctx: RequestContext<Option<Store>>,
+) -> Result<HttpResponseOk<serde_json::Value>, HttpError> {
     Ok(HttpResponseOk(serde_json::json!({
         "userId": "bench-member-00",
         "email": "member@example.com",
@@ -20,6 +28,22 @@ async fn fixed(_rqctx: RequestContext<()>) -> Result<HttpResponseOk<serde_json::
     })))
 }
 
+#[endpoint { method = GET, path = "/store-read" }]
+async fn store_read(
+    rqctx: RequestContext<Option<Store>>,
+) -> Result<HttpResponseOk<serde_json::Value>, HttpError> {
+    let store =
+        rqctx.context().as_ref().ok_or_else(|| HttpError::for_not_found(None, "".into()))?;
+    let item = store
+        .get_profile("bench-member-00")
+        .await
+        .map_err(|e| HttpError::for_unavail(None, e.to_string()))?
+        .ok_or_else(|| HttpError::for_not_found(None, "no profile".into()))?;
+    serde_json::to_value(item)
+        .map(HttpResponseOk)
+        .map_err(|e| HttpError::for_internal_error(e.to_string()))
+}
+
 #[tokio::main]
 async fn main() {
     let bind = std::env::var("DASHBOARD_BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:8090".into());
@@ -29,11 +53,21 @@ async fn main() {
     };
     let level = std::env::var("DASHBOARD_LOG_LEVEL").unwrap_or_else(|_| "info".into());
     let log = dashboard_server::logging::logger(format, &level);
+    let store = match std::env::var("DASHBOARD_DYNAMODB_ENDPOINT") {
+        Ok(endpoint) => {
+            let prefix = std::env::var("DASHBOARD_TABLE_PREFIX").unwrap_or_default();
+            Some(Store::connect("local", Some(&endpoint), &prefix).await)
+        }
+        Err(_) => None,
+    };
     let mut api = ApiDescription::new();
     api.register(fixed).unwrap();
+    api.register(store_read).unwrap();
     let config =
         dropshot::ConfigDropshot { bind_address: bind.parse().unwrap(), ..Default::default() };
-    let server =
-        dropshot::ServerBuilder::new(api, (), log).config(config).start().expect("server starts");
+    let server = dropshot::ServerBuilder::new(api, store, log)
+        .config(config)
+        .start()
+        .expect("server starts");
     server.await.unwrap();
 }

@@ -20,7 +20,7 @@ pub mod validate;
 
 use anyhow::Context as _;
 use config::{Config, StoreConfig};
-use slog::{info, Logger};
+use slog::Logger;
 use std::net::SocketAddr;
 use storage::Store;
 
@@ -95,7 +95,7 @@ pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServe
             let store =
                 Store::connect("local", Some(&running.endpoint), &config.table_prefix).await;
             store.ensure_tables(&config.table_prefix).await.context("creating tables")?;
-            info!(log, "embedded store ready"; "endpoint" => &running.endpoint,
+            slog::info!(log, "embedded store ready"; "endpoint" => &running.endpoint,
                 "persisted" => data_dir.as_ref().map(|d| d.display().to_string()));
             embedded = Some(running);
             store

@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stripe_sim::StripeSim;
 
+pub mod aws;
 pub mod jwks;
+pub mod lambda;
 
 pub const ISSUER: &str = "https://issuer.test/pool";
 pub const CLIENT_ID: &str = "test-client";

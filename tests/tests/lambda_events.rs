@@ -3,6 +3,7 @@
 //! outside the API contract, so it is driven through the generated client's HTTP stack.
 
 use dashboard_client::ClientInfo;
+use dashboard_tests::aws::AwsStandIn;
 use dashboard_tests::TestServer;
 use serde_json::{json, Value};
 use stripe_sim::ItemSpec;
@@ -76,37 +77,11 @@ async fn http_requests_cannot_reach_the_events_path() {
     server.stop().await;
 }
 
-/// An SQS stand-in (AWS JSON 1.0 protocol) that records SendMessage calls.
-async fn sqs() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
-    use axum::http::HeaderMap;
-    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = sent.clone();
-    let app = axum::Router::new().route(
-        "/",
-        axum::routing::post(move |headers: HeaderMap, body: String| {
-            let log = log.clone();
-            async move {
-                let target =
-                    headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
-                let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                let message = request["MessageBody"].as_str().unwrap_or_default().to_string();
-                log.lock().unwrap().push(json!({ "target": target, "request": request }));
-                let digest = format!("{:x}", md5::compute(message.as_bytes()));
-                let response = json!({ "MessageId": "msg-1", "MD5OfMessageBody": digest });
-                ([("content-type", "application/x-amz-json-1.0")], response.to_string())
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, sent)
-}
-
 /// On Lambda a stale listing queues its refresh; the worker then runs it from the SQS batch.
 #[tokio::test]
 async fn stale_listings_queue_their_refresh_and_the_worker_runs_it() {
-    let (sqs_url, sent) = sqs().await;
+    let sqs = AwsStandIn::sqs().await;
+    let sqs_url = sqs.url.clone();
     // nextest runs each test in its own process, so these settings touch no other test.
     std::env::set_var("AWS_ENDPOINT_URL_SQS", &sqs_url);
     std::env::set_var("AWS_REGION", "us-east-1");
@@ -127,11 +102,11 @@ async fn stale_listings_queue_their_refresh_and_the_worker_runs_it() {
 
     let page = client.list_orders(None, None, None, None, None).await.unwrap().into_inner();
     assert!(page.stale && page.refreshing && page.items.is_empty());
-    let sent = sent.lock().unwrap().clone();
+    let sent = sqs.calls();
     assert_eq!(sent.len(), 1, "{sent:?}");
-    assert_eq!(sent[0]["target"], "AmazonSQS.SendMessage");
-    assert_eq!(sent[0]["request"]["QueueUrl"], queue_url.as_str());
-    let body = sent[0]["request"]["MessageBody"].as_str().unwrap().to_string();
+    assert_eq!(sent[0].target, "AmazonSQS.SendMessage");
+    assert_eq!(sent[0].request["QueueUrl"], queue_url.as_str());
+    let body = sent[0].request["MessageBody"].as_str().unwrap().to_string();
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({ "userId": "lambda-member" }));
     // Nothing ran in process.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -8,6 +8,7 @@ use dropshot_api_manager::{Environment, ManagedApi, ManagedApiConfig, ManagedApi
 use dropshot_api_manager_types::{ManagedApiMetadata, Versions};
 use std::process::ExitCode;
 
+mod lambda;
 mod test;
 
 #[derive(Parser)]

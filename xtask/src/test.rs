@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 const CFN_LINT: &str = "cfn-lint==1.58.0";
 const SAM_CLI: &str = "aws-sam-cli==1.170.0";
+/// Builds the arm64 Lambda artifact (brings zig as a Python package).
+const CARGO_LAMBDA: &str = "cargo-lambda==1.9.2";
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -24,6 +26,9 @@ pub struct TestArgs {
     /// Skip the Playwright browser tests.
     #[arg(long)]
     no_browser: bool,
+    /// Skip the arm64 Lambda build and the Lambda-mode end-to-end test.
+    #[arg(long)]
+    no_lambda: bool,
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
@@ -33,6 +38,17 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         step(
             "cargo clippy",
             &mut cargo(&root, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        )?;
+        // The Lambda build leaves the embedded store out: lint that variant too.
+        step(
+            "cargo clippy (Lambda build: --no-default-features)",
+            &mut cargo(
+                &root,
+                &["clippy", "-p", "dashboard-server", "--no-default-features", "--lib", "--bins"]
+                    .into_iter()
+                    .chain(["--", "-D", "warnings"])
+                    .collect::<Vec<_>>(),
+            ),
         )?;
     }
     step("openapi check", &mut cargo(&root, &["xtask", "openapi", "check"]))?;
@@ -55,11 +71,18 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(root.join("tools/stripe-signature")),
     )?;
+    // The deploy artifact and the adapter for the Lambda-mode test (nextest's default profile
+    // leaves that test out; the `ci` profile runs it).
+    let lambda = if args.no_lambda { None } else { Some(crate::lambda::prepare(&root)?) };
     let mut tests = if has_nextest() {
-        cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"])
+        let profile = if lambda.is_some() { "ci" } else { "default" };
+        cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast", "--profile", profile])
     } else {
         cargo(&root, &["test", "--workspace", "--no-fail-fast"])
     };
+    for (name, value) in lambda.iter().flat_map(|l| l.env()) {
+        tests.env(name, value);
+    }
     step("unit and integration tests", &mut tests)?;
     if !args.no_contract {
         contract_tests(&root)?;
@@ -92,7 +115,7 @@ fn has_nextest() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn step(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
+pub fn step(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("==> {name}");
     let status = cmd.status().with_context(|| format!("starting {name}"))?;
     if !status.success() {
@@ -133,23 +156,18 @@ pub fn bench(duration: &str, connections: u32) -> anyhow::Result<ExitCode> {
 }
 
 /// The project's Python venv with the pinned tools (created on first use).
-fn venv(root: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
+pub fn venv(root: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
     let venv = root.join(".venv");
     let ready = venv.join(".tools-installed");
-    let wanted = [SCHEMATHESIS, CFN_LINT, SAM_CLI].join(" ");
+    let tools = [SCHEMATHESIS, CFN_LINT, SAM_CLI, CARGO_LAMBDA];
+    let wanted = tools.join(" ");
     if std::fs::read_to_string(&ready).ok().as_deref() != Some(wanted.as_str()) {
         if !venv.join("bin/pip").exists() {
             step("python venv", Command::new("python3").args(["-m", "venv", venv.as_str()]))?;
         }
         step(
-            "pip install (schemathesis, cfn-lint, aws-sam-cli)",
-            Command::new(venv.join("bin/pip")).args([
-                "install",
-                "-q",
-                SCHEMATHESIS,
-                CFN_LINT,
-                SAM_CLI,
-            ]),
+            "pip install (schemathesis, cfn-lint, aws-sam-cli, cargo-lambda)",
+            Command::new(venv.join("bin/pip")).args(["install", "-q"]).args(tools),
         )?;
         std::fs::write(&ready, &wanted)?;
     }

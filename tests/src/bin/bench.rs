@@ -174,7 +174,10 @@ fn main() -> anyhow::Result<()> {
 
     let port = free_port()?;
     let mut bare_cmd = Command::new(&bare_bin);
-    bare_cmd.env("DASHBOARD_BIND_ADDR", format!("127.0.0.1:{port}"));
+    bare_cmd
+        .env("DASHBOARD_BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("DASHBOARD_DYNAMODB_ENDPOINT", &endpoint)
+        .env("DASHBOARD_TABLE_PREFIX", "bench-");
     let (bare, ready) = start_timed(&mut bare_cmd, port)?;
     let baseline = measure(
         "bare Dropshot endpoint",
@@ -182,6 +185,16 @@ fn main() -> anyhow::Result<()> {
         ready,
         &["--latency"],
         &format!("http://127.0.0.1:{port}/healthz"),
+        &duration,
+        &connections,
+    )?;
+    // The floor of any per-request store read: the bare endpoint plus one GetItem.
+    let floor = measure(
+        "bare + one GetItem",
+        &bare,
+        ready,
+        &["--latency"],
+        &format!("http://127.0.0.1:{port}/store-read"),
         &duration,
         &connections,
     )?;
@@ -196,7 +209,7 @@ fn main() -> anyhow::Result<()> {
         "{:<26} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12} {:>10}",
         "", "requests", "req/s", "p50", "p99", "CPU us/req", "peak RSS", "ready"
     );
-    for f in [&profile, &orders, &baseline] {
+    for f in [&profile, &orders, &baseline, &floor] {
         println!(
             "{:<26} {:>10} {:>10.0} {:>10} {:>10} {:>12.1} {:>9} MiB {:>8.1}ms",
             f.name,
@@ -214,6 +227,12 @@ fn main() -> anyhow::Result<()> {
     println!(
         "CPU per request vs bare: profile {ratio:.2}x (target <= 2x), orders {:.2}x",
         orders.cpu_us_per_req / baseline.cpu_us_per_req
+    );
+    println!(
+        "floor: the bare endpoint plus one consistent GetItem through the server's SDK client \
+         costs {:.2}x the bare endpoint; the profile endpoint costs {:.2}x that floor",
+        floor.cpu_us_per_req / baseline.cpu_us_per_req,
+        profile.cpu_us_per_req / floor.cpu_us_per_req
     );
     println!(
         "peak RSS under the profile load: {:.1} MiB (target < 30 MiB); the orders row's peak \
