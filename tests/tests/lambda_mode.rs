@@ -21,6 +21,7 @@ use stripe_sim::{ItemSpec, StripeSim};
 
 const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:dashboard-AbCdEf";
 const CLIENT_ID: &str = "e2e-app-client";
+const WEBHOOK_SECRET: &str = "whsec_lambda_e2e";
 
 fn binary(variable: &str) -> PathBuf {
     let path = std::env::var_os(variable).map(PathBuf::from).unwrap_or_else(|| {
@@ -145,6 +146,20 @@ impl Function {
         self.server_log().lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
     }
 
+    /// The records carrying this trace id, once one of them matches `last` (the logger
+    /// writes from its own thread, so a record can land just after the response).
+    async fn records_until(&self, last: impl Fn(&Value) -> bool, trace: &str) -> Vec<Value> {
+        for _ in 0..200 {
+            let traced: Vec<Value> =
+                self.records().into_iter().filter(|r| r["hdr_x_amzn_trace_id"] == trace).collect();
+            if traced.iter().any(&last) {
+                return traced;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no matching record carries the trace id {trace}\n{}", self.log_tail());
+    }
+
     fn log_tail(&self) -> String {
         let mut text = String::new();
         for file in ["adapter.log", "bootstrap.log"] {
@@ -176,6 +191,13 @@ impl Drop for Function {
 
 /// An API Gateway HTTP API (payload 2.0) event, as the JWT authorizer passes it on.
 fn http_event(method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
+    let mut event = api_gateway_event(method, path, body.map(|b| b.to_string()));
+    event["headers"]["authorization"] = json!(format!("Bearer {token}"));
+    event
+}
+
+/// An HTTP API event with this raw body and no credentials.
+fn api_gateway_event(method: &str, path: &str, body: Option<String>) -> Value {
     let now = chrono::Utc::now();
     let mut event = json!({
         "version": "2.0",
@@ -184,7 +206,6 @@ fn http_event(method: &str, path: &str, token: &str, body: Option<Value>) -> Val
         "rawQueryString": "",
         "headers": {
             "accept": "application/json",
-            "authorization": format!("Bearer {token}"),
             "host": "abc123.execute-api.us-east-1.amazonaws.com",
             "user-agent": "lambda-e2e",
             "x-forwarded-for": "203.0.113.7",
@@ -214,7 +235,7 @@ fn http_event(method: &str, path: &str, token: &str, body: Option<Value>) -> Val
     });
     if let Some(body) = body {
         event["headers"]["content-type"] = json!("application/json");
-        event["body"] = json!(body.to_string());
+        event["body"] = json!(body);
     }
     event
 }
@@ -242,7 +263,7 @@ async fn lambda_mode_serves_http_events_the_schedule_and_the_refresh_queue() {
         SECRET_ARN,
         json!({
             "stripeSecretKey": stripe.secret_key(),
-            "stripeWebhookSecret": "whsec_lambda_e2e",
+            "stripeWebhookSecret": WEBHOOK_SECRET,
             "cursorKey": "a-cursor-key-of-at-least-32-bytes!!",
         }),
     )
@@ -326,11 +347,8 @@ async fn lambda_mode_serves_http_events_the_schedule_and_the_refresh_queue() {
     assert_eq!(profile["email"], "lambda@example.com");
     assert!(headers["etag"].is_string(), "{headers}");
     // The X-Ray trace id reaches the request's log records.
-    let records = api.records();
-    let traced: Vec<&Value> =
-        records.iter().filter(|r| r["hdr_x_amzn_trace_id"] == trace.as_str()).collect();
-    assert!(!traced.is_empty(), "no record carries the trace id {trace}");
-    assert!(traced.iter().all(|r| r["req_id"].is_string()));
+    let traced = api.records_until(|r| r["msg"] == "request completed", &trace).await;
+    assert!(traced.iter().all(|r| r["req_id"].is_string()), "{traced:?}");
     // An unauthenticated call is answered by the server's uniform 401.
     let (status, body, _) =
         http_answer(api.invoke(http_event("GET", "/dashboard/profile", "x.y.z", None)).await);
@@ -379,6 +397,26 @@ async fn lambda_mode_serves_http_events_the_schedule_and_the_refresh_queue() {
     assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
     assert_eq!(page["items"][0]["amount"], 2500);
     assert_eq!(page["items"][0]["currency"], "EUR");
+
+    // A Stripe webhook through API Gateway: the signature (with the secret from Secrets
+    // Manager) still matches the body after the adapter; a tampered one is refused.
+    let pi = stripe.create_payment_intent(&customer, 1200, "eur", &[ItemSpec::new("Pin", 1, 1200)]);
+    stripe.succeed(&pi);
+    let event = stripe.events().into_iter().rev().find(|e| e["type"] == "payment_intent.succeeded");
+    let event = event.expect("the simulator emitted payment_intent.succeeded");
+    let body = event.to_string();
+    let signature = stripe_sim::signature_header(WEBHOOK_SECRET, now, &body);
+    let mut delivery = api_gateway_event("POST", "/webhooks/stripe", Some(body));
+    delivery["headers"]["stripe-signature"] = json!(signature);
+    let mut tampered = delivery.clone();
+    tampered["headers"]["stripe-signature"] = json!(signature.replace("v1=", "v1=00"));
+    let (status, answer, _) = http_answer(api.invoke(tampered).await);
+    assert_eq!((status, answer["error_code"].as_str()), (400, Some("invalid_signature")));
+    let (status, answer, _) = http_answer(api.invoke(delivery).await);
+    assert_eq!(status, 200, "{answer}");
+    let (_, page, _) =
+        http_answer(api.invoke(http_event("GET", "/dashboard/orders", &member, None)).await);
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2), "{page}");
 
     // The schedule's event, exactly as the template's schedule sends it.
     let schedule =
