@@ -451,6 +451,17 @@ async fn lambda_mode_serves_http_events_the_schedule_and_the_refresh_queue() {
         Outcome::Error(error) => assert!(error.to_string().contains("503"), "{error}"),
         other => panic!("expected an invocation error, got {other:?}"),
     }
+    // A batch whose records all fail reports them all: none is deleted from the queue.
+    let batch = json!({ "Records": [sqs_record("m-retry", &message)] });
+    assert_eq!(
+        worker.invoke(batch).await,
+        Outcome::Response(json!({ "batchItemFailures": [{ "itemIdentifier": "m-retry" }] }))
+    );
+    // The API function answers HTTP errors itself: API Gateway gets the 503 and its body.
+    let (status, body, _) =
+        http_answer(api.invoke(http_event("GET", "/dashboard/profile", &member, None)).await);
+    assert_eq!((status, body["error_code"].as_str()), (503, Some("service_unavailable")));
+    assert!(body["retry_after_seconds"].as_u64().is_some(), "{body}");
 }
 
 fn sqs_record(id: &str, body: &str) -> Value {
