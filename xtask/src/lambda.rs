@@ -46,6 +46,13 @@ fn sam_build(root: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
     if !String::from_utf8_lossy(&installed.stdout).lines().any(|t| t == TARGET) {
         step("rustup target add", Command::new("rustup").args(["target", "add", TARGET]))?;
     }
+    // SAM's makefile build method runs GNU make.
+    if Command::new("make").arg("--version").output().is_err() {
+        step(
+            "apt-get install make",
+            Command::new("sh").args(["-c", "apt-get update -qq && apt-get install -y -qq make"]),
+        )?;
+    }
     let bin = venv(root)?.join("bin");
     // cargo-lambda and its zig come from the venv.
     let path = std::env::join_paths(

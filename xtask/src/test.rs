@@ -71,14 +71,21 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(root.join("tools/stripe-signature")),
     )?;
-    // The deploy artifact and the adapter for the Lambda-mode test (nextest's default profile
-    // leaves that test out; the `ci` profile runs it).
+    // The deploy artifact and the adapter for the Lambda-mode test, which is #[ignore]d
+    // unless they are built.
     let lambda = if args.no_lambda { None } else { Some(crate::lambda::prepare(&root)?) };
     let mut tests = if has_nextest() {
-        let profile = if lambda.is_some() { "ci" } else { "default" };
-        cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast", "--profile", profile])
+        let mut tests = cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"]);
+        if lambda.is_some() {
+            tests.args(["--run-ignored", "all"]);
+        }
+        tests
     } else {
-        cargo(&root, &["test", "--workspace", "--no-fail-fast"])
+        let mut tests = cargo(&root, &["test", "--workspace", "--no-fail-fast"]);
+        if lambda.is_some() {
+            tests.args(["--", "--include-ignored"]);
+        }
+        tests
     };
     for (name, value) in lambda.iter().flat_map(|l| l.env()) {
         tests.env(name, value);
