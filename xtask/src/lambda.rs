@@ -5,7 +5,7 @@
 //! very file, under qemu's user-mode emulation on an x86_64 machine, behind the real Lambda Web
 //! Adapter built from crates.io.
 
-use crate::test::{step, venv};
+use crate::test::{apt_install, step, venv};
 use anyhow::{bail, Context};
 use camino::{Utf8Path, Utf8PathBuf};
 use std::process::Command;
@@ -48,10 +48,7 @@ fn sam_build(root: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
     }
     // SAM's makefile build method runs GNU make.
     if Command::new("make").arg("--version").output().is_err() {
-        step(
-            "apt-get install make",
-            Command::new("sh").args(["-c", "apt-get update -qq && apt-get install -y -qq make"]),
-        )?;
+        apt_install(&["make"])?;
     }
     let bin = venv(root)?.join("bin");
     // cargo-lambda and its zig come from the venv.
@@ -92,13 +89,7 @@ fn adapter(root: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
 fn emulated(root: &Utf8Path, artifact: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
     let qemu = "/usr/bin/qemu-aarch64";
     if !Utf8Path::new(qemu).exists() || !Utf8Path::new(ARM64_SYSROOT).join("lib").exists() {
-        step(
-            "apt-get install qemu-user libc6-arm64-cross",
-            Command::new("sh").args([
-                "-c",
-                "apt-get update -qq && apt-get install -y -qq qemu-user libc6-arm64-cross",
-            ]),
-        )?;
+        apt_install(&["qemu-user", "libc6-arm64-cross"])?;
     }
     let dir = root.join("target/lambda-e2e");
     std::fs::create_dir_all(&dir)?;

@@ -44,10 +44,17 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
             "cargo clippy (Lambda build: --no-default-features)",
             &mut cargo(
                 &root,
-                &["clippy", "-p", "dashboard-server", "--no-default-features", "--lib", "--bins"]
-                    .into_iter()
-                    .chain(["--", "-D", "warnings"])
-                    .collect::<Vec<_>>(),
+                &[
+                    "clippy",
+                    "-p",
+                    "dashboard-server",
+                    "--no-default-features",
+                    "--lib",
+                    "--bins",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
             ),
         )?;
     }
@@ -74,19 +81,15 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     // The deploy artifact and the adapter for the Lambda-mode test, which is #[ignore]d
     // unless they are built.
     let lambda = if args.no_lambda { None } else { Some(crate::lambda::prepare(&root)?) };
-    let mut tests = if has_nextest() {
-        let mut tests = cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"]);
-        if lambda.is_some() {
-            tests.args(["--run-ignored", "all"]);
-        }
-        tests
+    let (mut tests, include_ignored) = if has_nextest() {
+        let tests = cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"]);
+        (tests, ["--run-ignored", "all"])
     } else {
-        let mut tests = cargo(&root, &["test", "--workspace", "--no-fail-fast"]);
-        if lambda.is_some() {
-            tests.args(["--", "--include-ignored"]);
-        }
-        tests
+        (cargo(&root, &["test", "--workspace", "--no-fail-fast"]), ["--", "--include-ignored"])
     };
+    if lambda.is_some() {
+        tests.args(include_ignored);
+    }
     for (name, value) in lambda.iter().flat_map(|l| l.env()) {
         tests.env(name, value);
     }
@@ -122,6 +125,16 @@ fn has_nextest() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Installs Debian packages the machine lacks (CI starts from a bare image).
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    let list = packages.join(" ");
+    step(
+        &format!("apt-get install {list}"),
+        Command::new("sh")
+            .args(["-c", &format!("apt-get update -qq && apt-get install -y -qq {list}")]),
+    )
+}
+
 pub fn step(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("==> {name}");
     let status = cmd.status().with_context(|| format!("starting {name}"))?;
@@ -135,7 +148,7 @@ pub fn step(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
 pub fn bench(duration: &str, connections: u32) -> anyhow::Result<ExitCode> {
     let root = repo_root();
     if Command::new("wrk").arg("--version").output().is_err() {
-        step("apt-get install wrk", Command::new("apt-get").args(["install", "-y", "-qq", "wrk"]))?;
+        apt_install(&["wrk"])?;
     }
     step(
         "cargo build --release",
@@ -281,11 +294,7 @@ fn free_port() -> anyhow::Result<u16> {
 fn browser_tests(root: &Utf8Path) -> anyhow::Result<()> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !std::path::Path::new(&chromium).exists() {
-        step(
-            "apt-get install chromium",
-            Command::new("sh")
-                .args(["-c", "apt-get update -qq && apt-get install -y -qq chromium"]),
-        )?;
+        apt_install(&["chromium"])?;
     }
     let web = root.join("web");
     step("npm ci (web)", &mut npm(&web, &["ci", "--no-audit", "--no-fund", "--loglevel=error"]))?;
