@@ -12,19 +12,54 @@
 use chrono::{DateTime, Utc};
 use dropshot::{
     EndpointTagPolicy, ErrorStatusCode, Header, HttpError, HttpResponseError, HttpResponseHeaders,
-    HttpResponseOk, PaginationParams, Path, Query, RequestContext, TypedBody, UntypedBody,
+    HttpResponseOk, PaginationParams, Path, Query, RequestContext, UntypedBody,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod body;
+pub use body::JsonBody;
+
 /// Title of the API in the OpenAPI document.
 pub const API_TITLE: &str = "Babes Club member dashboard API";
 /// Version of the API in the OpenAPI document (lockstep with the server).
-pub const API_VERSION: &str = "0.1.0";
+pub const API_VERSION: &str = "0.2.0";
 /// Largest accepted `PUT /dashboard/profile` body, in bytes.
 pub const PROFILE_BODY_MAX_BYTES: usize = 16 * 1024;
 /// Largest accepted Stripe webhook body, in bytes (Stripe's events are far smaller).
 pub const WEBHOOK_BODY_MAX_BYTES: usize = 512 * 1024;
+/// Largest `limit` of `GET /dashboard/orders`.
+pub const ORDERS_LIMIT_MAX: u32 = 100;
+
+// Patterns of the schema (the server checks the same rules; the contract run holds both to it).
+// Control characters are Unicode category Cc: U+0000 to U+001F and U+007F to U+009F.
+
+/// Text without control characters.
+pub const NO_CONTROL_PATTERN: &str = r"^[^\x00-\x1F\x7F-\x9F]*$";
+/// Text without control characters and with at least one character that is not white space.
+pub const VISIBLE_TEXT_PATTERN: &str =
+    r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$";
+/// A member id (a token's `sub`): no control characters; 1 to 128 characters.
+pub const USER_ID_PATTERN: &str = r"^[^\x00-\x1F\x7F-\x9F]+$";
+/// A postal code: letters, digits, spaces and dashes, at least one letter or digit.
+pub const POSTAL_CODE_PATTERN: &str = r"^[A-Za-z0-9 -]*[A-Za-z0-9][A-Za-z0-9 -]*$";
+/// An avatar URL: `https://`, a host name, an optional port (0 to 65535), an optional path,
+/// query and fragment (RFC 3986 characters and `%` escapes). Host labels are ASCII letters,
+/// digits and single hyphens (no `xn--` labels), the last starting with a letter (so that it is
+/// never read as an IP address). Every such string parses as a URL with that host.
+pub const AVATAR_URL_PATTERN: &str = concat!(
+    r"^https://(?:[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*",
+    r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?",
+    r"(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*)?",
+    r"(?:\?(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?",
+    r"(?:#(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$",
+);
+/// An assigned ISO 3166-1 alpha-2 country code.
+pub const COUNTRY_PATTERN: &str = "^(?:A[DEFGILMOQRSTUWXZ]|B[ABDEFGHIJLMNOQRSTVWYZ]|\
+    C[ACDFGHIKLMNORUVWXYZ]|D[EJKMOZ]|E[CEGHRST]|F[IJKMOR]|G[ABDEFGHILMNPQRSTUWY]|H[KMNRTU]|\
+    I[DELMNOQRST]|J[EMOP]|K[EGHIMNPRWYZ]|L[ABCIKRSTUVY]|M[ACDEFGHKLMNOPQRSTUVWXYZ]|\
+    N[ACEFGILOPRUZ]|OM|P[AEFGHKLMNRSTWY]|QA|R[EOSUW]|S[ABCDEGHIJKLMNORSTVXYZ]|\
+    T[CDFGHJKLMNORTVWZ]|U[AGMSYZ]|V[ACEGINU]|W[FS]|Y[ET]|Z[AMW])$";
 
 /// The member dashboard API.
 #[dropshot::api_description {
@@ -64,9 +99,12 @@ pub trait DashboardApi {
     /// Replace the signed-in member's editable profile fields.
     ///
     /// Every editable field is replaced: a field left out or sent as `null` is cleared.
-    /// `If-Match` with the `ETag` from the last read is required: without it the answer is 428
-    /// (`precondition_required`), with a stale one 412 (`precondition_failed`). Invalid fields are
-    /// 400 with a field-specific `error_code`; unknown fields are 400 `unknown_field`.
+    /// `If-Match` with the `ETag` from the last read is required: without it (or with an empty
+    /// value or `*`) the answer is 428 (`precondition_required`), with a stale or unknown one 412
+    /// (`precondition_failed`). The body must be a JSON object (400 `invalid_body` otherwise).
+    /// Invalid fields are 400 with a field-specific `error_code`; unknown fields are 400
+    /// `unknown_field`. The body is checked first: an invalid body is 400 whatever `If-Match`
+    /// says.
     #[endpoint {
         method = PUT,
         path = "/dashboard/profile",
@@ -76,7 +114,7 @@ pub trait DashboardApi {
     async fn put_profile(
         rqctx: RequestContext<Self::Context>,
         if_match: Header<IfMatchHeader>,
-        body: TypedBody<ProfileUpdate>,
+        body: JsonBody<ProfileUpdate>,
     ) -> Result<HttpResponseHeaders<HttpResponseOk<Profile>, ProfileHeaders>, ApiError>;
 
     /// List the signed-in member's orders, newest first.
@@ -89,7 +127,7 @@ pub trait DashboardApi {
     #[endpoint { method = GET, path = "/dashboard/orders", tags = ["orders"] }]
     async fn list_orders(
         rqctx: RequestContext<Self::Context>,
-        query: Query<PaginationParams<OrderFilters, OrdersPageSelector>>,
+        query: Query<OrdersQuery>,
     ) -> Result<HttpResponseOk<OrdersPage>, ApiError>;
 
     /// Get one of the signed-in member's orders with its items and payment timeline.
@@ -134,7 +172,7 @@ pub trait DashboardApi {
     #[endpoint { method = POST, path = "/internal/sync/stripe", tags = ["internal"] }]
     async fn post_sync_member(
         rqctx: RequestContext<Self::Context>,
-        body: TypedBody<SyncRequest>,
+        body: JsonBody<SyncRequest>,
     ) -> Result<HttpResponseOk<SyncReport>, ApiError>;
 
     /// Reconcile every member linked to a Stripe customer (admin; the daily schedule).
@@ -155,18 +193,18 @@ pub trait DashboardApi {
     async fn put_member_stripe_customer(
         rqctx: RequestContext<Self::Context>,
         path: Path<MemberPath>,
-        body: TypedBody<LinkStripeCustomer>,
+        body: JsonBody<LinkStripeCustomer>,
     ) -> Result<HttpResponseOk<Profile>, ApiError>;
 }
 
 /// The body of every error response.
 ///
 /// `error_code` values are stable: clients match on them. Those of general use:
-/// `unauthorized` (401, any token problem), `invalid_body` (400, malformed JSON or a value of the
-/// wrong type), `unknown_field` (400), `payload_too_large` (413), `precondition_required` (428),
-/// `precondition_failed` (412), `service_unavailable` (503, retry after `retry_after_seconds`),
-/// `internal_error` (500). Field validation errors have a code per rule, such as
-/// `invalid_email` or `invalid_country`.
+/// `unauthorized` (401, any token problem), `invalid_body` (400, malformed JSON, a value of the
+/// wrong type, or a body or nested object that is not a JSON object), `unknown_field` (400),
+/// `payload_too_large` (413), `precondition_required` (428), `precondition_failed` (412),
+/// `service_unavailable` (503, retry after `retry_after_seconds`), `internal_error` (500). Field
+/// validation errors have a code per rule, such as `invalid_email` or `invalid_country`.
 #[derive(Clone, Debug, Serialize, JsonSchema, thiserror::Error)]
 #[error("{status} {error_code}: {message}")]
 pub struct ApiError {
@@ -299,10 +337,16 @@ pub struct ProfileHeaders {
 }
 
 /// Conditional-request headers for a profile update.
+///
+/// `If-Match` is required. The field is an `Option` so that a request without it reaches the
+/// handler and gets the API's 428 `precondition_required` rather than a generic 400.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 pub struct IfMatchHeader {
-    /// The `ETag` of the profile version this update was based on.
+    /// The `ETag` of the profile version this update was based on (as `GET /dashboard/profile`
+    /// sent it). Missing, empty or `*`: 428 `precondition_required`; not the current version:
+    /// 412 `precondition_failed`.
     #[serde(rename = "If-Match")]
+    #[schemars(required)]
     pub if_match: Option<String>,
 }
 
@@ -314,9 +358,10 @@ pub struct ProfileUpdate {
     #[serde(default)]
     #[schemars(email, length(max = 254))]
     pub email: Option<String>,
-    /// Name shown on the dashboard: 1 to 64 characters, no control characters.
+    /// Name shown on the dashboard: 1 to 64 characters, not all white space, no control
+    /// characters. Surrounding white space is removed.
     #[serde(default)]
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"\S"))]
+    #[schemars(length(min = 1, max = 64), regex = "VISIBLE_TEXT_PATTERN")]
     pub display_name: Option<String>,
     /// Where orders are shipped.
     #[serde(default)]
@@ -326,9 +371,12 @@ pub struct ProfileUpdate {
     #[serde(default)]
     #[schemars(regex(pattern = r"^0x[0-9a-fA-F]{40}$"))]
     pub preferred_wallet: Option<String>,
-    /// Avatar image URL: `https` only, at most 2048 characters.
+    /// Avatar image URL, at most 2048 characters: `https://`, a host name (ASCII letters,
+    /// digits, dots and single hyphens; the last label starts with a letter), an optional port,
+    /// then an optional path, query and fragment of URL characters (RFC 3986, `%` escapes).
+    /// No user name or password.
     #[serde(default)]
-    #[schemars(length(max = 2048), regex(pattern = r"^https://[^\s/@]+"))]
+    #[schemars(length(max = 2048), regex = "AVATAR_URL_PATTERN")]
     pub avatar_url: Option<String>,
     /// Dashboard preferences; defaults apply when left out.
     #[serde(default)]
@@ -339,28 +387,26 @@ pub struct ProfileUpdate {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ShippingAddress {
-    /// First address line: 1 to 100 characters.
-    #[schemars(length(min = 1, max = 100), regex(pattern = r"\S"))]
+    /// First address line: 1 to 100 characters, not all white space, no control characters.
+    #[schemars(length(min = 1, max = 100), regex = "VISIBLE_TEXT_PATTERN")]
     pub line1: String,
-    /// Second address line: at most 100 characters.
+    /// Second address line: at most 100 characters, no control characters. Blank is cleared.
     #[serde(default)]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = 100), regex = "NO_CONTROL_PATTERN")]
     pub line2: Option<String>,
-    /// City: 1 to 64 characters.
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"\S"))]
+    /// City: 1 to 64 characters, not all white space, no control characters.
+    #[schemars(length(min = 1, max = 64), regex = "VISIBLE_TEXT_PATTERN")]
     pub city: String,
-    /// State, province or region: at most 64 characters.
+    /// State, province or region: at most 64 characters, no control characters. Blank is
+    /// cleared.
     #[serde(default)]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), regex = "NO_CONTROL_PATTERN")]
     pub region: Option<String>,
     /// Postal code: 1 to 16 letters, digits, spaces or dashes.
-    #[schemars(
-        regex(pattern = r"^[A-Za-z0-9 -]*[A-Za-z0-9][A-Za-z0-9 -]*$"),
-        length(min = 1, max = 16)
-    )]
+    #[schemars(regex = "POSTAL_CODE_PATTERN", length(min = 1, max = 16))]
     pub postal_code: String,
-    /// Country as an ISO 3166-1 alpha-2 code, upper case (for example `US`).
-    #[schemars(regex(pattern = r"^[A-Z]{2}$"))]
+    /// Country as an assigned ISO 3166-1 alpha-2 code, upper case (for example `US`).
+    #[schemars(regex = "COUNTRY_PATTERN")]
     pub country: String,
 }
 
@@ -453,6 +499,43 @@ pub struct OrderFilters {
     /// Only orders created before this time.
     #[serde(default)]
     pub created_before: Option<DateTime<Utc>>,
+}
+
+/// Query of `GET /dashboard/orders`: Dropshot's pagination parameters (the filters, `limit`
+/// and `page_token`), documented with the API's bounds on `limit`.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct OrdersQuery(pub PaginationParams<OrderFilters, OrdersPageSelector>);
+
+impl JsonSchema for OrdersQuery {
+    fn schema_name() -> String {
+        "OrdersQuery".to_string()
+    }
+
+    fn json_schema(generator: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        use schemars::schema::Schema;
+        let mut schema =
+            PaginationParams::<OrderFilters, OrdersPageSelector>::json_schema(generator)
+                .into_object();
+        let limit = schema.object.as_mut().and_then(|o| o.properties.get_mut("limit"));
+        if let Some(Schema::Object(limit)) = limit {
+            limit.number().maximum = Some(f64::from(ORDERS_LIMIT_MAX));
+            limit.metadata().description = Some(format!(
+                "Maximum number of orders on the page: 1 to {ORDERS_LIMIT_MAX} (default 20; \
+                 over {ORDERS_LIMIT_MAX} is 400 `invalid_limit`)."
+            ));
+        }
+        if let Some(Schema::Object(token)) =
+            schema.object.as_mut().and_then(|o| o.properties.get_mut("page_token"))
+        {
+            token.metadata().description = Some(
+                "`next_page` of the previous page, as it was returned (signed: anything else \
+                 is 400 `invalid_page_token`)."
+                    .to_string(),
+            );
+        }
+        Schema::Object(schema)
+    }
 }
 
 /// What a page token carries (opaque to clients; signed by the server).
@@ -724,15 +807,19 @@ pub struct ScheduledSyncReport {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyncRequest {
-    /// The member to reconcile.
+    /// The member to reconcile: 1 to 128 characters, no control characters (else 400
+    /// `invalid_user_id`).
+    #[schemars(length(min = 1, max = 128), regex = "USER_ID_PATTERN")]
     pub user_id: String,
 }
 
 /// Path of the member admin endpoints.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 pub struct MemberPath {
-    /// The member's user id.
+    /// The member's user id: 1 to 128 characters, no control characters (else 400
+    /// `invalid_user_id`).
     #[serde(rename = "userId")]
+    #[schemars(length(min = 1, max = 128), regex = "USER_ID_PATTERN")]
     pub user_id: String,
 }
 
@@ -740,16 +827,22 @@ pub struct MemberPath {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LinkStripeCustomer {
-    /// A Stripe customer id (`cus_…`).
+    /// A Stripe customer id: `cus_` and 1 to 64 letters or digits (else 400
+    /// `invalid_stripe_customer_id`).
     #[schemars(regex(pattern = r"^cus_[A-Za-z0-9]{1,64}$"))]
     pub stripe_customer_id: String,
 }
 
 /// The `Stripe-Signature` header of a webhook.
+///
+/// Required. The field is an `Option` so that a request without it gets the API's 400
+/// `invalid_signature` like any other bad signature.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 pub struct StripeSignatureHeader {
-    /// `t=<timestamp>,v1=<signature>[,…]` as Stripe sends it.
+    /// `t=<timestamp>,v1=<signature>[,…]` as Stripe sends it. Missing, malformed, stale (over
+    /// 300 s) or not matching the body: 400 `invalid_signature`.
     #[serde(rename = "Stripe-Signature")]
+    #[schemars(required)]
     pub stripe_signature: Option<String>,
 }
 

@@ -5,14 +5,12 @@ use crate::error::DomainError;
 use crate::profiles;
 use crate::ServerContext;
 use dashboard_api::{
-    ApiError, DashboardApi, Health, IfMatchHeader, LinkStripeCustomer, MemberPath, Order,
-    OrderFilters, OrderPath, OrdersPage, OrdersPageSelector, Profile, ProfileHeaders,
-    ProfileUpdate, ScheduledSyncReport, StripeSignatureHeader, SyncReport, SyncRequest, SyncStatus,
-    WebhookAck,
+    ApiError, DashboardApi, Health, IfMatchHeader, JsonBody, LinkStripeCustomer, MemberPath, Order,
+    OrderPath, OrdersPage, OrdersQuery, Profile, ProfileHeaders, ProfileUpdate,
+    ScheduledSyncReport, StripeSignatureHeader, SyncReport, SyncRequest, SyncStatus, WebhookAck,
 };
 use dropshot::{
-    Header, HttpResponseHeaders, HttpResponseOk, PaginationParams, Path, Query, RequestContext,
-    TypedBody, UntypedBody,
+    Header, HttpResponseHeaders, HttpResponseOk, Path, Query, RequestContext, UntypedBody,
 };
 use std::future::Future;
 
@@ -84,7 +82,7 @@ impl DashboardApi for DashboardImpl {
     async fn put_profile(
         rqctx: RequestContext<Self::Context>,
         if_match: Header<IfMatchHeader>,
-        body: TypedBody<ProfileUpdate>,
+        body: JsonBody<ProfileUpdate>,
     ) -> Result<ProfileResponse, ApiError> {
         let store = rqctx.context().store.clone();
         let if_match = if_match.into_inner().if_match;
@@ -99,9 +97,9 @@ impl DashboardApi for DashboardImpl {
 
     async fn list_orders(
         rqctx: RequestContext<Self::Context>,
-        query: Query<PaginationParams<OrderFilters, OrdersPageSelector>>,
+        query: Query<OrdersQuery>,
     ) -> Result<HttpResponseOk<OrdersPage>, ApiError> {
-        let params = query.into_inner();
+        let params = query.into_inner().0;
         // Dropshot folds a missing limit into its own default; the API's default differs.
         let explicit = rqctx.request.uri().query().is_some_and(|q| {
             url::form_urlencoded::parse(q.as_bytes()).any(|(key, _)| key == "limit")
@@ -155,7 +153,7 @@ impl DashboardApi for DashboardImpl {
 
     async fn post_sync_member(
         rqctx: RequestContext<Self::Context>,
-        body: TypedBody<SyncRequest>,
+        body: JsonBody<SyncRequest>,
     ) -> Result<HttpResponseOk<SyncReport>, ApiError> {
         let user_id = body.into_inner().user_id;
         let orders = rqctx.context().orders.clone();
@@ -172,7 +170,7 @@ impl DashboardApi for DashboardImpl {
     async fn put_member_stripe_customer(
         rqctx: RequestContext<Self::Context>,
         path: Path<MemberPath>,
-        body: TypedBody<LinkStripeCustomer>,
+        body: JsonBody<LinkStripeCustomer>,
     ) -> Result<HttpResponseOk<Profile>, ApiError> {
         let user_id = path.into_inner().user_id;
         let customer = body.into_inner().stripe_customer_id;

@@ -71,7 +71,7 @@ struct Extras {
 }
 
 const LIMIT_DEFAULT: u32 = 20;
-const LIMIT_MAX: u32 = 100;
+const LIMIT_MAX: u32 = dashboard_api::ORDERS_LIMIT_MAX;
 /// Conditional-write retries when another writer got there first.
 const WRITE_ATTEMPTS: usize = 4;
 

@@ -28,6 +28,10 @@ pub async fn get_or_create(store: &Store, identity: &Identity) -> Result<Profile
 }
 
 /// Replaces the editable fields if `if_match` names the current version.
+///
+/// The body is validated first: an invalid one is 400 whatever `If-Match` says, as a body that
+/// does not parse already is (Dropshot reads it before the handler runs). So a client learns
+/// about its own mistakes before it is sent to reload the profile.
 pub async fn update(
     store: &Store,
     log: &Logger,
@@ -35,8 +39,8 @@ pub async fn update(
     if_match: Option<&str>,
     update: ProfileUpdate,
 ) -> Result<ProfileItem, DomainError> {
-    let expected = parse_if_match(if_match)?;
     let fields = validate::profile_update(update)?;
+    let expected = parse_if_match(if_match)?;
     let now = chrono::Utc::now();
     let old = store.update_profile(&identity.user_id, expected, &fields, now).await?;
     audit(log, identity, &old.editable(), &fields, now);

@@ -356,9 +356,15 @@ fn refund(r: &stripe_core::Refund) -> OrderRefund {
     }
 }
 
+/// Longest line-item description kept. Metadata values are at most 500 characters on Stripe;
+/// capping Checkout's too keeps an order with 100 lines (Checkout's own maximum) far below
+/// DynamoDB's 400 KB item limit.
+pub const MAX_ITEM_DESCRIPTION_CHARS: usize = 500;
+
 fn line_item(line: &stripe_shared_session::CheckoutSessionItem) -> OrderItem {
+    let description = line.description.as_deref().unwrap_or("Item");
     OrderItem {
-        description: line.description.clone().unwrap_or_else(|| "Item".to_string()),
+        description: description.chars().take(MAX_ITEM_DESCRIPTION_CHARS).collect(),
         quantity: line.quantity.unwrap_or(1),
         unit_amount: line.price.as_ref().and_then(|p| p.unit_amount),
         amount_total: line.amount_total,

@@ -1,11 +1,13 @@
 //! Validation of the editable profile fields. Each rule has a stable error code and names the
-//! field it is about; values are checked as sent (no silent rewriting), after trimming
-//! surrounding whitespace of free-text fields.
+//! field it is about. Values are checked as sent, exactly as the schema states the rule (the
+//! contract run sends values on both sides of every documented bound); free-text fields are then
+//! stored without their surrounding white space.
 
 use crate::error::DomainError;
 use crate::storage::profiles::EditableFields;
 use dashboard_api::{DashboardSettings, ProfileUpdate, ShippingAddress};
 use sha3::{Digest, Keccak256};
+use std::sync::LazyLock;
 
 type Result<T> = std::result::Result<T, DomainError>;
 
@@ -26,8 +28,9 @@ pub fn profile_update(update: ProfileUpdate) -> Result<EditableFields> {
 }
 
 pub fn email(value: &str) -> Result<String> {
+    let too_long = value.chars().count() > 254;
     let value = value.trim();
-    if value.len() > 254 || !email_address::EmailAddress::is_valid(value) {
+    if too_long || !email_address::EmailAddress::is_valid(value) {
         return Err(invalid(
             "invalid_email",
             "email",
@@ -37,18 +40,20 @@ pub fn email(value: &str) -> Result<String> {
     Ok(value.to_string())
 }
 
-/// Free text: trimmed, within bounds, no control characters.
+/// Free text: at most `max` characters as sent, no control characters, and with `min` = 1 not
+/// all white space (the schema's `maxLength` and `VISIBLE_TEXT_PATTERN` or
+/// `NO_CONTROL_PATTERN`). Stored without surrounding white space.
 fn text(value: &str, field: &str, code: &'static str, min: usize, max: usize) -> Result<String> {
-    let value = value.trim();
-    let chars = value.chars().count();
-    if chars < min || chars > max {
+    let trimmed = value.trim();
+    if value.chars().count() > max || trimmed.chars().count() < min {
         let what = if min > 0 { format!("{min} to {max}") } else { format!("at most {max}") };
-        return Err(invalid(code, field, format!("must be {what} characters")));
+        let blank = if min > 0 { ", not all white space" } else { "" };
+        return Err(invalid(code, field, format!("must be {what} characters{blank}")));
     }
     if value.chars().any(char::is_control) {
         return Err(invalid(code, field, "must not contain control characters"));
     }
-    Ok(value.to_string())
+    Ok(trimmed.to_string())
 }
 
 fn optional_text(
@@ -66,15 +71,21 @@ fn display_name(value: &str) -> Result<String> {
 }
 
 fn shipping_address(address: ShippingAddress) -> Result<ShippingAddress> {
-    let postal_code =
-        text(&address.postal_code, "shippingAddress.postalCode", "invalid_postal_code", 1, 16)?;
-    if !postal_code.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-') {
+    const POSTAL_CODE: &str = "shippingAddress.postalCode";
+    let postal_code = &address.postal_code;
+    if !(1..=16).contains(&postal_code.chars().count()) {
+        return Err(invalid("invalid_postal_code", POSTAL_CODE, "must be 1 to 16 characters"));
+    }
+    if !postal_code.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')
+        || !postal_code.chars().any(|c| c.is_ascii_alphanumeric())
+    {
         return Err(invalid(
             "invalid_postal_code",
-            "shippingAddress.postalCode",
-            "may hold only letters, digits, spaces and dashes",
+            POSTAL_CODE,
+            "may hold only letters, digits, spaces and dashes, and at least one letter or digit",
         ));
     }
+    let postal_code = postal_code.trim().to_string();
     let country = address.country;
     let is_code = country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase());
     if !is_code || isocountry::CountryCode::for_alpha2(&country).is_err() {
@@ -135,10 +146,23 @@ fn eip55(hex: &str) -> String {
         .collect()
 }
 
+/// The schema's `AVATAR_URL_PATTERN`: a stricter grammar than URL parsing, so that every value
+/// it admits is a URL this rule accepts (checked below all the same).
+static AVATAR_URL: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(dashboard_api::AVATAR_URL_PATTERN).expect("the pattern compiles")
+});
+
 fn avatar_url(value: &str) -> Result<String> {
     const FIELD: &str = "avatarUrl";
-    if value.len() > 2048 {
+    if value.chars().count() > 2048 {
         return Err(invalid("invalid_avatar_url", FIELD, "must be at most 2048 characters"));
+    }
+    if !AVATAR_URL.is_match(value) {
+        return Err(invalid(
+            "invalid_avatar_url",
+            FIELD,
+            "must be an https URL with a host name and no credentials",
+        ));
     }
     let url = url::Url::parse(value)
         .map_err(|e| invalid("invalid_avatar_url", FIELD, format!("is not a URL: {e}")))?;
@@ -158,9 +182,10 @@ fn avatar_url(value: &str) -> Result<String> {
     Ok(value.to_string())
 }
 
-/// A member id as tokens carry it in `sub`: 1 to 128 visible characters.
+/// A member id as tokens carry it in `sub`: 1 to 128 characters, none of them control
+/// characters (the schema's `USER_ID_PATTERN` and length bounds).
 pub fn user_id(field: &str, value: &str) -> Result<()> {
-    let ok = (1..=128).contains(&value.len()) && !value.chars().any(|c| c.is_control());
+    let ok = (1..=128).contains(&value.chars().count()) && !value.chars().any(char::is_control);
     if ok {
         Ok(())
     } else {
@@ -235,6 +260,120 @@ mod tests {
     fn single_case_addresses_need_no_checksum() {
         assert!(wallet("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed").is_ok());
         assert!(wallet("0x5AAEB6053F3E94C9B9A09F33669435E7EF1BEAED").is_ok());
+    }
+
+    fn matches(pattern: &str, value: &str) -> bool {
+        regex::Regex::new(pattern).unwrap().is_match(value)
+    }
+
+    #[test]
+    fn country_pattern_is_the_assigned_codes() {
+        for a in 'A'..='Z' {
+            for b in 'A'..='Z' {
+                let code = format!("{a}{b}");
+                let assigned = isocountry::CountryCode::for_alpha2(&code).is_ok();
+                assert_eq!(matches(dashboard_api::COUNTRY_PATTERN, &code), assigned, "{code}");
+            }
+        }
+        assert!(!matches(dashboard_api::COUNTRY_PATTERN, "GBR"));
+        assert!(!matches(dashboard_api::COUNTRY_PATTERN, "gb"));
+    }
+
+    /// Each free-text rule accepts exactly what its schema (pattern and length) accepts.
+    #[test]
+    fn text_rules_match_their_schema() {
+        let samples = [
+            "",
+            " ",
+            "a",
+            " a ",
+            "\u{a0}",
+            "a\u{7}b",
+            "\u{85}",
+            "\u{9f}x",
+            "x\u{1f}",
+            "\u{feff}",
+            "\u{2028}",
+            "\t",
+            "ab\n",
+            "Ada Lovelace",
+            "ü",
+            "\u{1F600}",
+        ];
+        let long = |n: usize, c: char| std::iter::repeat_n(c, n).collect::<String>();
+        let mut values: Vec<String> = samples.iter().map(|s| s.to_string()).collect();
+        for n in [63, 64, 65, 99, 100, 101] {
+            values.push(long(n, 'x'));
+            values.push(format!(" {}", long(n - 1, 'é')));
+            values.push(format!("{} ", long(n, 'x')));
+        }
+        let visible = dashboard_api::VISIBLE_TEXT_PATTERN;
+        let plain = dashboard_api::NO_CONTROL_PATTERN;
+        for value in &values {
+            let chars = value.chars().count();
+            let schema = |pattern: &str, min: usize, max: usize| {
+                (min..=max).contains(&chars) && matches(pattern, value)
+            };
+            let rule = |min, max| text(value, "f", "c", min, max).is_ok();
+            assert_eq!(rule(1, 64), schema(visible, 1, 64), "{value:?}");
+            assert_eq!(rule(1, 100), schema(visible, 1, 100), "{value:?}");
+            assert_eq!(rule(0, 64), schema(plain, 0, 64), "{value:?}");
+            let user = user_id("userId", value).is_ok();
+            let user_schema = schema(dashboard_api::USER_ID_PATTERN, 1, 128);
+            assert_eq!(user, user_schema, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn postal_code_rule_matches_its_schema() {
+        let pattern = dashboard_api::POSTAL_CODE_PATTERN;
+        for value in ["", " ", "-", "1", " 1", "SW1A 1AA", "12#45", "\t1", "1\n", "é1"]
+            .into_iter()
+            .map(String::from)
+            .chain([16, 17].map(|n| "1".repeat(n)))
+            .chain([" 123456789012345".to_string(), " 1234567890123456".to_string()])
+        {
+            let address = ShippingAddress {
+                line1: "a".into(),
+                line2: None,
+                city: "b".into(),
+                region: None,
+                postal_code: value.clone(),
+                country: "GB".into(),
+            };
+            let chars = value.chars().count();
+            let schema = (1..=16).contains(&chars) && matches(pattern, &value);
+            assert_eq!(shipping_address(address).is_ok(), schema, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn avatar_urls() {
+        for ok in [
+            "https://cdn.example.com/ada.png",
+            "https://a",
+            "https://x-1.b2.Example:443/p/a%2Fth;v=1?q=1&r=/?#frag/?",
+            "https://0.example.com:65535",
+            "https://a.b#",
+        ] {
+            assert!(avatar_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://cdn.example.com/a.png",
+            "https://",
+            "https://u:p@cdn.example.com/a.png",
+            "https://1.2.3.4/a.png",
+            "https://a.0x1",
+            "https://xn--a.com",
+            "https://a-.com",
+            "https://a:65536",
+            "https://a/%zz",
+            "https://a/b c",
+            "https://ünï.example",
+            "not a url",
+        ] {
+            assert!(avatar_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

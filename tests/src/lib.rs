@@ -1,16 +1,14 @@
-//! Test harness: starts a real server (Dropshot on 127.0.0.1, port 0) over a fresh embedded
-//! store, and hands out generated clients. Tests speak to the server only through
-//! `dashboard_client`; they never call server code directly.
+//! Test harness: starts a real server (Dropshot on 127.0.0.1, port 0) over fresh tables (the
+//! embedded store, or any DynamoDB-API endpoint: see [`store`]), and hands out generated
+//! clients. Tests speak to the server only through `dashboard_client`; they never call server
+//! code directly.
 
 use dashboard_client::Client;
-use dashboard_server::config::{
-    AuthConfig, Config, JwksSource, LogFormat, StoreConfig, StripeSetting,
-};
+use dashboard_server::config::{AuthConfig, Config, JwksSource, LogFormat, StripeSetting};
 use dashboard_server::orders::OrdersConfig;
 use dashboard_server::stripe::StripeConfig;
 use dashboard_server::RunningServer;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stripe_sim::StripeSim;
@@ -18,6 +16,10 @@ use stripe_sim::StripeSim;
 pub mod aws;
 pub mod jwks;
 pub mod lambda;
+pub mod proxy;
+pub mod store;
+
+pub use store::{relaxed, Implementation, Limit, TestStore};
 
 pub const ISSUER: &str = "https://issuer.test/pool";
 pub const CLIENT_ID: &str = "test-client";
@@ -27,8 +29,8 @@ pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
 /// What a test server should look like.
 #[derive(Clone, Default)]
 pub struct Options {
-    /// Persist the store here (default: in memory).
-    pub data_dir: Option<PathBuf>,
+    /// The tables to use (default: fresh ones for this server alone).
+    pub store: Option<TestStore>,
     /// Verify RS256 tokens against this JWKS URL.
     pub jwks_url: Option<String>,
     /// Least time between JWKS refreshes.
@@ -49,6 +51,10 @@ pub struct TestServer {
     pub stripe: StripeSim,
     pub hs256_secret: Vec<u8>,
     logs: Arc<Mutex<Vec<u8>>>,
+    /// Between the server and an endpoint store, so outage tests work on any implementation.
+    proxy: Option<proxy::Proxy>,
+    /// Dropped after the server: deletes the tables when no other server uses them.
+    _store: TestStore,
 }
 
 /// Collects the server's JSON log lines so tests can look for audit records.
@@ -76,6 +82,14 @@ impl TestServer {
             secret.to_vec()
         });
         let stripe = StripeSim::start().await;
+        let test_store = match options.store.clone() {
+            Some(store) => store,
+            None => TestStore::fresh().await,
+        };
+        let proxy = match test_store.endpoint() {
+            Some(endpoint) => Some(proxy::Proxy::start(endpoint).await),
+            None => None,
+        };
         let config = Config {
             bind_addr: "127.0.0.1:0".parse().unwrap(),
             auth: AuthConfig {
@@ -88,8 +102,8 @@ impl TestServer {
                 leeway_secs: 5,
                 dev_mode: false,
             },
-            store: StoreConfig::Embedded { data_dir: options.data_dir.clone() },
-            table_prefix: "test-".into(),
+            store: test_store.config(proxy.as_ref().map(|p| p.url.as_str())),
+            table_prefix: test_store.prefix().to_string(),
             log_format: LogFormat::Json,
             log_level: "info".into(),
             stripe: StripeSetting::Live(StripeConfig {
@@ -113,7 +127,15 @@ impl TestServer {
         let running = dashboard_server::start(&config, &log).await.expect("server starts");
         let base_url = format!("http://{}", running.local_addr());
         stripe.set_webhook_endpoint(&format!("{base_url}/webhooks/stripe"), WEBHOOK_SECRET);
-        TestServer { running: Some(running), base_url, stripe, hs256_secret, logs }
+        TestServer {
+            running: Some(running),
+            base_url,
+            stripe,
+            hs256_secret,
+            logs,
+            proxy,
+            _store: test_store,
+        }
     }
 
     /// A generated client that sends `Authorization: Bearer <token>`.
@@ -155,7 +177,7 @@ impl TestServer {
         let body = dashboard_client::types::LinkStripeCustomer {
             stripe_customer_id: customer.parse().unwrap(),
         };
-        self.admin().put_member_stripe_customer(user_id, &body).await.unwrap();
+        self.admin().put_member_stripe_customer(&user_id.parse().unwrap(), &body).await.unwrap();
         (client, customer)
     }
 
@@ -179,12 +201,21 @@ impl TestServer {
         String::from_utf8_lossy(&self.logs.lock().unwrap()).into_owned()
     }
 
-    /// Stops the store under a running server (to test outages).
-    pub async fn stop_store(&mut self) {
+    /// Takes the store away under the running server (to test outages): stops the embedded
+    /// store, or the proxy in front of an endpoint. Returns false where that cannot be done
+    /// (AWS: [`Limit::CannotStopStore`]); the caller then skips what depends on it.
+    pub async fn stop_store(&mut self) -> bool {
+        if let Some(proxy) = &self.proxy {
+            proxy.stop();
+            return true;
+        }
         let running = self.running.as_mut().unwrap();
         if let Some(store) = running.embedded.take() {
             store.shutdown().await;
+            return true;
         }
+        assert!(relaxed(Limit::CannotStopStore), "no way to stop this store");
+        false
     }
 
     pub async fn stop(mut self) {

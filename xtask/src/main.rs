@@ -1,5 +1,6 @@
 //! Project tasks. `cargo xtask openapi generate|check` keeps `openapi/` in step with the API
-//! trait; `cargo xtask test` is the one command that runs every check.
+//! trait; `cargo xtask compat check` guards released clients against breaking changes;
+//! `cargo xtask test` is the one command that runs every check.
 
 use anyhow::Context;
 use camino::Utf8PathBuf;
@@ -8,6 +9,7 @@ use dropshot_api_manager::{Environment, ManagedApi, ManagedApiConfig, ManagedApi
 use dropshot_api_manager_types::{ManagedApiMetadata, Versions};
 use std::process::ExitCode;
 
+mod compat;
 mod lambda;
 mod test;
 
@@ -22,6 +24,12 @@ struct Cli {
 enum Command {
     /// Generate or check the OpenAPI documents in `openapi/`.
     Openapi(dropshot_api_manager::App),
+    /// Breaking-change gate: compare `openapi/dashboard.json` with the released document in
+    /// `openapi-released/`, or record a release.
+    Compat {
+        #[command(subcommand)]
+        command: compat::CompatCommand,
+    },
     /// Run every check: fmt, clippy, OpenAPI drift, unit, integration and contract tests.
     Test(test::TestArgs),
     /// Build release binaries and print load figures for the server against a bare endpoint.
@@ -39,6 +47,7 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Openapi(app) => Ok(app.exec(&environment()?, &managed_apis()?)),
+        Command::Compat { command } => compat::run(command),
         Command::Test(args) => test::run(args),
         Command::Bench { duration, connections } => test::bench(&duration, connections),
     }

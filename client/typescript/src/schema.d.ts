@@ -58,7 +58,7 @@ export interface paths {
         get: operations["get_profile"];
         /**
          * Replace the signed-in member's editable profile fields.
-         * @description Every editable field is replaced: a field left out or sent as `null` is cleared. `If-Match` with the `ETag` from the last read is required: without it the answer is 428 (`precondition_required`), with a stale one 412 (`precondition_failed`). Invalid fields are 400 with a field-specific `error_code`; unknown fields are 400 `unknown_field`.
+         * @description Every editable field is replaced: a field left out or sent as `null` is cleared. `If-Match` with the `ETag` from the last read is required: without it (or with an empty value or `*`) the answer is 428 (`precondition_required`), with a stale or unknown one 412 (`precondition_failed`). The body must be a JSON object (400 `invalid_body` otherwise). Invalid fields are 400 with a field-specific `error_code`; unknown fields are 400 `unknown_field`. The body is checked first: an invalid body is 400 whatever `If-Match` says.
          */
         put: operations["put_profile"];
         post?: never;
@@ -192,7 +192,7 @@ export interface components {
         /**
          * @description The body of every error response.
          *
-         *     `error_code` values are stable: clients match on them. Those of general use: `unauthorized` (401, any token problem), `invalid_body` (400, malformed JSON or a value of the wrong type), `unknown_field` (400), `payload_too_large` (413), `precondition_required` (428), `precondition_failed` (412), `service_unavailable` (503, retry after `retry_after_seconds`), `internal_error` (500). Field validation errors have a code per rule, such as `invalid_email` or `invalid_country`.
+         *     `error_code` values are stable: clients match on them. Those of general use: `unauthorized` (401, any token problem), `invalid_body` (400, malformed JSON, a value of the wrong type, or a body or nested object that is not a JSON object), `unknown_field` (400), `payload_too_large` (413), `precondition_required` (428), `precondition_failed` (412), `service_unavailable` (503, retry after `retry_after_seconds`), `internal_error` (500). Field validation errors have a code per rule, such as `invalid_email` or `invalid_country`.
          */
         ApiError: {
             /** @description Stable, machine-readable error code. */
@@ -240,7 +240,7 @@ export interface components {
         };
         /** @description Body of `PUT /internal/members/{userId}/stripe-customer`. */
         LinkStripeCustomer: {
-            /** @description A Stripe customer id (`cus_…`). */
+            /** @description A Stripe customer id: `cus_` and 1 to 64 letters or digits (else 400 `invalid_stripe_customer_id`). */
             stripeCustomerId: string;
         };
         /** @description An order with its items and payment timeline. */
@@ -491,7 +491,7 @@ export interface components {
         /** @description The editable fields of a profile. Fields left out or `null` are cleared. */
         ProfileUpdate: {
             /**
-             * @description Avatar image URL: `https` only, at most 2048 characters.
+             * @description Avatar image URL, at most 2048 characters: `https://`, a host name (ASCII letters, digits, dots and single hyphens; the last label starts with a letter), an optional port, then an optional path, query and fragment of URL characters (RFC 3986, `%` escapes). No user name or password.
              * @default null
              */
             avatarUrl: string | null;
@@ -501,7 +501,7 @@ export interface components {
              */
             dashboardSettings: components["schemas"]["DashboardSettings"] | null;
             /**
-             * @description Name shown on the dashboard: 1 to 64 characters, no control characters.
+             * @description Name shown on the dashboard: 1 to 64 characters, not all white space, no control characters. Surrounding white space is removed.
              * @default null
              */
             displayName: string | null;
@@ -539,21 +539,21 @@ export interface components {
         };
         /** @description A postal address. */
         ShippingAddress: {
-            /** @description City: 1 to 64 characters. */
+            /** @description City: 1 to 64 characters, not all white space, no control characters. */
             city: string;
-            /** @description Country as an ISO 3166-1 alpha-2 code, upper case (for example `US`). */
+            /** @description Country as an assigned ISO 3166-1 alpha-2 code, upper case (for example `US`). */
             country: string;
-            /** @description First address line: 1 to 100 characters. */
+            /** @description First address line: 1 to 100 characters, not all white space, no control characters. */
             line1: string;
             /**
-             * @description Second address line: at most 100 characters.
+             * @description Second address line: at most 100 characters, no control characters. Blank is cleared.
              * @default null
              */
             line2: string | null;
             /** @description Postal code: 1 to 16 letters, digits, spaces or dashes. */
             postalCode: string;
             /**
-             * @description State, province or region: at most 64 characters.
+             * @description State, province or region: at most 64 characters, no control characters. Blank is cleared.
              * @default null
              */
             region: string | null;
@@ -605,7 +605,7 @@ export interface components {
         };
         /** @description Body of `POST /internal/sync/stripe`. */
         SyncRequest: {
-            /** @description The member to reconcile. */
+            /** @description The member to reconcile: 1 to 128 characters, no control characters (else 400 `invalid_user_id`). */
             userId: string;
         };
         /** @description How a member's order history is kept fresh. */
@@ -666,9 +666,9 @@ export interface operations {
                 createdAfter?: string | null;
                 /** @description Only orders created before this time. */
                 createdBefore?: string | null;
-                /** @description Maximum number of items returned by a single call */
+                /** @description Maximum number of orders on the page: 1 to 100 (default 20; over 100 is 400 `invalid_limit`). */
                 limit?: number | null;
-                /** @description Token returned by previous call to retrieve the subsequent page */
+                /** @description `next_page` of the previous page, as it was returned (signed: anything else is 400 `invalid_page_token`). */
                 page_token?: string | null;
                 /** @description Only orders with this status. */
                 status?: components["schemas"]["OrderStatus"];
@@ -744,9 +744,9 @@ export interface operations {
     put_profile: {
         parameters: {
             query?: never;
-            header?: {
-                /** @description The `ETag` of the profile version this update was based on. */
-                "If-Match"?: string;
+            header: {
+                /** @description The `ETag` of the profile version this update was based on (as `GET /dashboard/profile` sent it). Missing, empty or `*`: 428 `precondition_required`; not the current version: 412 `precondition_failed`. */
+                "If-Match": string;
             };
             path?: never;
             cookie?: never;
@@ -821,7 +821,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The member's user id. */
+                /** @description The member's user id: 1 to 128 characters, no control characters (else 400 `invalid_user_id`). */
                 userId: string;
             };
             cookie?: never;
@@ -896,9 +896,9 @@ export interface operations {
     post_stripe_webhook: {
         parameters: {
             query?: never;
-            header?: {
-                /** @description `t=<timestamp>,v1=<signature>[,…]` as Stripe sends it. */
-                "Stripe-Signature"?: string;
+            header: {
+                /** @description `t=<timestamp>,v1=<signature>[,…]` as Stripe sends it. Missing, malformed, stale (over 300 s) or not matching the body: 400 `invalid_signature`. */
+                "Stripe-Signature": string;
             };
             path?: never;
             cookie?: never;

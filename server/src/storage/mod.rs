@@ -6,6 +6,7 @@ pub mod embedded;
 pub mod events;
 pub mod orders;
 pub mod profiles;
+pub mod rules;
 pub mod schema;
 
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
@@ -42,10 +43,16 @@ const RETRYABLE_CODES: &[&str] = &[
     "LimitExceededException",
 ];
 
-impl<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug> From<SdkError<E, R>>
-    for StoreError
+impl<E, R> From<SdkError<E, R>> for StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
 {
     fn from(error: SdkError<E, R>) -> Self {
+        // A request the rules check refused (debug builds) is a bug, not an outage.
+        if let Some(violation) = find_source::<rules::RuleViolation>(&error) {
+            return StoreError::Internal(violation.to_string());
+        }
         match &error {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
                 StoreError::Unavailable(format!("{error:?}"))
@@ -64,6 +71,20 @@ impl<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug> From<SdkErro
             },
         }
     }
+}
+
+/// The first error of type `T` in `error`'s chain of sources.
+fn find_source<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
 }
 
 impl From<serde_dynamo::Error> for StoreError {
@@ -106,7 +127,7 @@ impl Store {
             .operation_attempt_timeout(Duration::from_secs(2))
             .operation_timeout(Duration::from_secs(5))
             .build();
-        let config = match endpoint {
+        let mut config = match endpoint {
             None => {
                 let shared = aws_config::defaults(BehaviorVersion::latest())
                     .region(Region::new(region.to_string()))
@@ -135,19 +156,53 @@ impl Store {
                 builder.build()
             }
         };
+        // Debug builds (tests, the local default) refuse requests real DynamoDB would refuse,
+        // whatever store they talk to.
+        if cfg!(debug_assertions) {
+            config = config.to_builder().interceptor(rules::RulesInterceptor).build();
+        }
         Store { client: Client::from_conf(config), tables: TableNames::new(prefix) }
     }
 
-    /// Creates missing tables (local runs and tests; production tables come from `infra/`).
+    /// Creates missing tables (local runs and tests; production tables come from `infra/`) and
+    /// waits until each is ACTIVE: real DynamoDB creates tables asynchronously, and a table in
+    /// CREATING refuses reads, writes and `UpdateTimeToLive` (`API_CreateTable.html`).
     pub async fn ensure_tables(&self, prefix: &str) -> Result<(), StoreError> {
-        let existing = self.client.list_tables().send().await?;
-        let existing = existing.table_names();
         for spec in schema::tables() {
             let name = format!("{prefix}{}", spec.base_name);
-            if !existing.contains(&name) {
+            // One DescribeTable per table rather than ListTables, whose pages of 100 names
+            // would need following on an account (or emulator) with many tables.
+            let exists = match self.client.describe_table().table_name(&name).send().await {
+                Ok(_) => true,
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                {
+                    false
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if !exists {
                 spec.create(&self.client, &name)
                     .await
                     .map_err(|e| StoreError::Internal(format!("creating {name}: {e:?}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the tables under `prefix` (test clean-up; never called by the server).
+    pub async fn delete_tables(&self, prefix: &str) -> Result<(), StoreError> {
+        for spec in schema::tables() {
+            let name = format!("{prefix}{}", spec.base_name);
+            match self.client.delete_table().table_name(&name).send().await {
+                Ok(_) => {}
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_resource_not_found_exception()) => {}
+                Err(error) => return Err(error.into()),
             }
         }
         Ok(())

@@ -162,12 +162,32 @@ impl Store {
         }
         let projection = projection.join(", ");
         let mut values = HashMap::from([(":u".to_string(), s(query.user_id))]);
-        let low = query.from_key.clone().unwrap_or_default();
-        // `~` sorts after every digit and `#`: the top of the key space.
-        let high = query.below_key.clone().unwrap_or_else(|| "~".to_string());
-        values.insert(":lo".into(), s(&low));
-        values.insert(":hi".into(), s(&high));
-        let key_condition = "#u = :u AND #k BETWEEN :lo AND :hi";
+        // One condition on the sort key, and only on the bounds given: real DynamoDB refuses an
+        // empty string as a key value, so "no lower bound" is no condition, never `""`.
+        let sort_condition = match (&query.from_key, &query.below_key) {
+            (None, None) => None,
+            (Some(low), None) => {
+                values.insert(":lo".into(), s(low));
+                Some("#k >= :lo")
+            }
+            (None, Some(high)) => {
+                values.insert(":hi".into(), s(high));
+                Some("#k < :hi")
+            }
+            // BETWEEN is inclusive: the cursor's own item is skipped below.
+            (Some(low), Some(high)) => {
+                values.insert(":lo".into(), s(low));
+                values.insert(":hi".into(), s(high));
+                Some("#k BETWEEN :lo AND :hi")
+            }
+        };
+        let key_condition = match sort_condition {
+            Some(condition) => format!("#u = :u AND {condition}"),
+            None => {
+                names.remove("#k");
+                "#u = :u".to_string()
+            }
+        };
         let mut filter = None;
         if let Some(status) = query.status {
             names.insert("#s".into(), "status".into());
@@ -183,7 +203,7 @@ impl Store {
                 .query()
                 .table_name(&self.tables.order_snapshots)
                 .index_name(BY_CREATED)
-                .key_condition_expression(key_condition)
+                .key_condition_expression(&key_condition)
                 .projection_expression(&projection)
                 .set_filter_expression(filter.map(str::to_string))
                 .set_expression_attribute_names(Some(names.clone()))
@@ -195,7 +215,7 @@ impl Store {
                 .await?;
             for item in output.items.unwrap_or_default() {
                 let record: OrderSummaryRecord = serde_dynamo::from_item(item)?;
-                // BETWEEN is inclusive; the page continues strictly below the cursor.
+                // The page continues strictly below the cursor.
                 let expired = record.expires_at.is_some_and(|at| at <= now);
                 if query.below_key.as_deref() == Some(record.created_key.as_str()) || expired {
                     continue;

@@ -260,18 +260,29 @@ impl Store {
 
     /// The member linked to a Stripe customer, through the sparse index.
     pub async fn member_for_customer(&self, customer: &str) -> Result<Option<String>, StoreError> {
-        let output = self
-            .client
-            .query()
-            .table_name(&self.tables.user_profiles)
-            .index_name(BY_STRIPE_CUSTOMER)
-            .key_condition_expression("stripeCustomerId = :c")
-            .expression_attribute_values(":c", AttributeValue::S(customer.to_string()))
-            .limit(2)
-            .send()
-            .await?;
-        let items = output.items.unwrap_or_default();
-        Ok(items.first().and_then(|i| i.get("userId")?.as_s().ok().cloned()))
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.user_profiles)
+                .index_name(BY_STRIPE_CUSTOMER)
+                .key_condition_expression("stripeCustomerId = :c")
+                .expression_attribute_values(":c", AttributeValue::S(customer.to_string()))
+                .limit(2)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await?;
+            let items = output.items.unwrap_or_default();
+            if let Some(user) = items.first().and_then(|i| i.get("userId")?.as_s().ok()) {
+                return Ok(Some(user.clone()));
+            }
+            // An empty page with a LastEvaluatedKey is not the end (`API_Query.html`).
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(None),
+            }
+        }
     }
 
     /// Every (member, customer) link. A Scan of the sparse index: for the daily schedule only,

@@ -1,6 +1,7 @@
 //! Table definitions as data: the server creates them locally from here, and the deployment
 //! template is checked against the same definitions.
 
+use aws_sdk_dynamodb::client::Waiters as _;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType,
@@ -119,7 +120,7 @@ impl TableSpec {
         &self,
         client: &aws_sdk_dynamodb::Client,
         name: &str,
-    ) -> Result<(), aws_sdk_dynamodb::Error> {
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
         let indexes: Vec<GlobalSecondaryIndex> = self
             .global_indexes
             .iter()
@@ -153,6 +154,12 @@ impl TableSpec {
             .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
             .set_local_secondary_indexes((!local.is_empty()).then_some(local))
             .send()
+            .await?;
+        // Emulators answer ACTIVE at once; AWS takes seconds to minutes.
+        client
+            .wait_until_table_exists()
+            .table_name(name)
+            .wait(std::time::Duration::from_secs(600))
             .await?;
         if let Some(attribute) = self.ttl_attribute {
             client
