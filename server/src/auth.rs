@@ -5,11 +5,11 @@
 //! A verified token is cached (by its hash) until it expires, so a token's signature is checked
 //! once, not on every request.
 
-use crate::config::{AuthConfig, JwksSource};
 use jsonwebtoken::{decode, decode_header, jwk::JwkSet, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use sha3::{Digest, Sha3_256};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,30 @@ impl Audience {
     }
 }
 
+/// Where RS256 keys come from.
+#[derive(Clone, Debug)]
+pub enum JwksSource {
+    Url(String),
+    File(PathBuf),
+}
+
+/// Token checks, resolved.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub accept_id_tokens: bool,
+    pub hs256_secret: Option<Vec<u8>>,
+    pub jwks: Option<JwksSource>,
+    pub jwks_min_refresh: Duration,
+    /// Seconds of clock skew tolerated on `exp` and `nbf`.
+    pub leeway_secs: u64,
+    /// True when this is the development default (a generated HS256 secret).
+    pub dev_mode: bool,
+    /// Scope or Cognito group that the admin endpoints require.
+    pub admin_scope: String,
+}
+
 pub struct Authenticator {
     config: AuthConfig,
     hs256: Option<DecodingKey>,
@@ -78,6 +102,15 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// The admin rule: `/internal/*` needs the admin scope (or group) on a valid token.
+    pub fn require_admin(&self, identity: &Identity) -> Result<(), crate::error::DomainError> {
+        if identity.scopes.iter().any(|s| s == &self.config.admin_scope) {
+            Ok(())
+        } else {
+            Err(crate::error::DomainError::Forbidden)
+        }
+    }
+
     pub fn new(config: AuthConfig) -> Self {
         let hs256 = config.hs256_secret.as_deref().map(DecodingKey::from_secret);
         let jwks =

@@ -1,6 +1,7 @@
 //! Configuration from environment variables (and the same names as flags), resolved once at
 //! start into the settings each module needs. Every mistake is reported as one clear line.
 
+use crate::auth::{AuthConfig, JwksSource};
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -140,28 +141,6 @@ pub enum StoreConfig {
     Embedded { data_dir: Option<PathBuf> },
 }
 
-/// Where RS256 keys come from.
-#[derive(Clone, Debug)]
-pub enum JwksSource {
-    Url(String),
-    File(PathBuf),
-}
-
-/// Token checks, resolved.
-#[derive(Clone, Debug)]
-pub struct AuthConfig {
-    pub issuer: String,
-    pub client_id: String,
-    pub accept_id_tokens: bool,
-    pub hs256_secret: Option<Vec<u8>>,
-    pub jwks: Option<JwksSource>,
-    pub jwks_min_refresh: Duration,
-    /// Seconds of clock skew tolerated on `exp` and `nbf`.
-    pub leeway_secs: u64,
-    /// True when this is the development default (a generated HS256 secret).
-    pub dev_mode: bool,
-}
-
 /// The whole server configuration, resolved and checked.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -243,6 +222,7 @@ impl ServerArgs {
                 jwks_min_refresh: Duration::from_secs(self.jwks_min_refresh_secs),
                 leeway_secs: 5,
                 dev_mode: true,
+                admin_scope: self.admin_scope,
             }
         } else {
             if jwks.is_none() && hs256_secret.is_none() {
@@ -265,6 +245,7 @@ impl ServerArgs {
                 jwks_min_refresh: Duration::from_secs(self.jwks_min_refresh_secs),
                 leeway_secs: 5,
                 dev_mode: false,
+                admin_scope: self.admin_scope,
             }
         };
         let dev = auth.dev_mode;
@@ -309,7 +290,6 @@ impl ServerArgs {
             orders: crate::orders::OrdersConfig {
                 stale_after: Duration::from_secs(self.orders_stale_after_secs),
                 cursor_key,
-                admin_scope: self.admin_scope,
                 schedule_concurrency: self.sync_concurrency.max(1),
                 refresh_queue_url: self.refresh_queue_url,
             },

@@ -52,20 +52,26 @@ impl CursorKey {
     ) -> OrdersPageSelector {
         let tag = self.mac(user_id, k, s, a, b).finalize().into_bytes();
         OrdersPageSelector {
-            k: k.to_string(),
-            s,
-            a,
-            b,
-            sig: URL_SAFE_NO_PAD.encode(&tag[..TAG_BYTES]),
+            created_key: k.to_string(),
+            status: s,
+            created_after: a,
+            created_before: b,
+            signature: URL_SAFE_NO_PAD.encode(&tag[..TAG_BYTES]),
         }
     }
 
     /// True when the selector was signed by this key for this member, unaltered.
     pub fn verify(&self, user_id: &str, selector: &OrdersPageSelector) -> bool {
-        let Ok(tag) = URL_SAFE_NO_PAD.decode(&selector.sig) else { return false };
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(&selector.signature) else { return false };
         tag.len() == TAG_BYTES
             && self
-                .mac(user_id, &selector.k, selector.s, selector.a, selector.b)
+                .mac(
+                    user_id,
+                    &selector.created_key,
+                    selector.status,
+                    selector.created_after,
+                    selector.created_before,
+                )
                 .verify_truncated_left(&tag)
                 .is_ok()
     }
@@ -83,11 +89,11 @@ mod tests {
         assert!(!key.verify("bob", &token));
         assert!(!CursorKey::new(b"other").verify("alice", &token));
         for tampered in [
-            OrdersPageSelector { k: "000002#pi_1".into(), ..token.clone() },
-            OrdersPageSelector { s: None, ..token.clone() },
-            OrdersPageSelector { a: Some(6), ..token.clone() },
-            OrdersPageSelector { b: Some(1), ..token.clone() },
-            OrdersPageSelector { sig: token.sig[..10].to_string(), ..token.clone() },
+            OrdersPageSelector { created_key: "000002#pi_1".into(), ..token.clone() },
+            OrdersPageSelector { status: None, ..token.clone() },
+            OrdersPageSelector { created_after: Some(6), ..token.clone() },
+            OrdersPageSelector { created_before: Some(1), ..token.clone() },
+            OrdersPageSelector { signature: token.signature[..10].to_string(), ..token.clone() },
         ] {
             assert!(!key.verify("alice", &tampered));
         }

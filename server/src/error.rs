@@ -38,6 +38,12 @@ pub enum DomainError {
     Upstream(String),
 }
 
+impl From<crate::stripe::StripeFailure> for DomainError {
+    fn from(failure: crate::stripe::StripeFailure) -> Self {
+        DomainError::Upstream(failure.to_string())
+    }
+}
+
 impl DomainError {
     pub fn invalid(code: &'static str, field: &str, message: &str) -> Self {
         DomainError::Invalid { code, field: field.to_string(), message: message.to_string() }

@@ -19,7 +19,7 @@ pub enum DashboardImpl {}
 
 type ProfileResponse = HttpResponseHeaders<HttpResponseOk<Profile>, ProfileHeaders>;
 
-fn profile_response(item: crate::storage::profiles::ProfileItem) -> ProfileResponse {
+fn profile_response(item: crate::storage::profiles::ProfileRecord) -> ProfileResponse {
     let etag = profiles::etag(&item);
     HttpResponseHeaders::new(HttpResponseOk(profiles::to_api(item)), ProfileHeaders { etag })
 }
@@ -49,7 +49,7 @@ where
     Fut: Future<Output = Result<T, DomainError>>,
 {
     member(rqctx, |identity| async {
-        rqctx.context().orders.require_admin(&identity)?;
+        rqctx.context().auth.require_admin(&identity)?;
         slog::info!(rqctx.log, "admin action";
             "record_type" => "audit", "user_id" => &identity.user_id,
             "action" => rqctx.endpoint.operation_id.clone());
@@ -100,17 +100,11 @@ impl DashboardApi for DashboardImpl {
         query: Query<OrdersQuery>,
     ) -> Result<HttpResponseOk<OrdersPage>, ApiError> {
         let params = query.into_inner().0;
-        // Dropshot folds a missing limit into its own default; the API's default differs.
-        let explicit = rqctx.request.uri().query().is_some_and(|q| {
-            url::form_urlencoded::parse(q.as_bytes()).any(|(key, _)| key == "limit")
-        });
-        let limit = rqctx.page_limit(&params).map_err(ApiError::from)?.get();
-        let limit = explicit.then_some(limit);
+        let raw_query = rqctx.request.uri().query().map(str::to_owned);
         let orders = rqctx.context().orders.clone();
-        member(
-            &rqctx,
-            |identity| async move { orders.list(&identity.user_id, &params, limit).await },
-        )
+        member(&rqctx, |identity| async move {
+            orders.list(&identity.user_id, &params, raw_query.as_deref()).await
+        })
         .await
         .map(HttpResponseOk)
     }
@@ -174,8 +168,8 @@ impl DashboardApi for DashboardImpl {
     ) -> Result<HttpResponseOk<Profile>, ApiError> {
         let user_id = path.into_inner().user_id;
         let customer = body.into_inner().stripe_customer_id;
-        let orders = rqctx.context().orders.clone();
-        admin(&rqctx, |_| async move { orders.link(&user_id, &customer).await })
+        let store = rqctx.context().store.clone();
+        admin(&rqctx, |_| async move { profiles::link(&store, &user_id, &customer).await })
             .await
             .map(|item| HttpResponseOk(profiles::to_api(item)))
     }

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use dashboard_server::config::{
     self, ServerArgs, DEMO_EMAIL, DEMO_USER, DEV_CLIENT_ID, DEV_ISSUER,
 };
-use dashboard_server::{auth, logging, storage::profiles::ProfileItem};
+use dashboard_server::{auth, logging, storage::profiles::ProfileRecord};
 use slog::{info, warn};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -134,9 +134,10 @@ async fn seed_demo_orders(running: &dashboard_server::RunningServer) -> Result<(
             _ => sim.process(&pi),
         }
     }
-    let orders = running.orders();
-    orders.link(DEMO_USER, &customer).await.map_err(|e| e.to_string())?;
-    orders.reconcile(DEMO_USER).await.map_err(|e| e.to_string())?;
+    dashboard_server::profiles::link(running.store(), DEMO_USER, &customer)
+        .await
+        .map_err(|e| e.to_string())?;
+    running.orders().reconcile(DEMO_USER).await.map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -258,12 +259,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Ok(booted) => booted,
         Err(code) => return code,
     };
+    // Dropshot has written the "listening" record (with `local_addr`) as it started.
     let addr = running.local_addr();
-    info!(log, "listening"; "address" => addr.to_string());
     if config.auth.dev_mode && !args.no_seed {
-        let seeded = ProfileItem {
+        let seeded = ProfileRecord {
             display_name: Some("Demo Member".into()),
-            ..ProfileItem::new(DEMO_USER, Some(DEMO_EMAIL.into()), chrono::Utc::now())
+            ..ProfileRecord::new(DEMO_USER, Some(DEMO_EMAIL.into()), chrono::Utc::now())
         };
         if let Err(error) = running.store().create_profile(&seeded).await {
             warn!(log, "could not seed the demo member"; "error" => error.to_string());

@@ -6,6 +6,9 @@ use slog::{info, Logger};
 
 pub const NAMESPACE: &str = "BabesClub/Dashboard";
 
+/// The member that makes a record a metrics record (the pretty log format keys on it).
+pub const EMF_KEY: &str = "_aws";
+
 /// The `_aws` member for metrics with one set of dimensions.
 pub fn emf(dimensions: &[&str], metrics: &[(&str, &str)]) -> Value {
     json!({
@@ -33,7 +36,7 @@ pub fn request(log: &Logger, operation: &str, latency_ms: f64, status: u16) {
         ],
     );
     info!(log, "metrics";
-        "_aws" => slog::Serde(aws),
+        EMF_KEY => slog::Serde(aws),
         "Operation" => operation.to_string(),
         "Requests" => 1,
         "Latency" => latency_ms,
@@ -45,7 +48,7 @@ pub fn request(log: &Logger, operation: &str, latency_ms: f64, status: u16) {
 /// One webhook delivery, by outcome (applied, duplicate, ignored, unlinked, rejected, failed).
 pub fn webhook(log: &Logger, outcome: &str) {
     info!(log, "metrics";
-        "_aws" => slog::Serde(emf(&["Outcome"], &[("WebhookEvents", "Count")])),
+        EMF_KEY => slog::Serde(emf(&["Outcome"], &[("WebhookEvents", "Count")])),
         "Outcome" => outcome.to_string(),
         "WebhookEvents" => 1,
     );
@@ -63,7 +66,7 @@ pub fn reconcile(log: &Logger, report: Option<&dashboard_api::SyncReport>) {
         ],
     );
     info!(log, "metrics";
-        "_aws" => slog::Serde(aws),
+        EMF_KEY => slog::Serde(aws),
         "OrdersCreated" => report.map_or(0, |r| r.created),
         "OrdersUpdated" => report.map_or(0, |r| r.updated),
         "OrdersUnchanged" => report.map_or(0, |r| r.unchanged),

@@ -2,20 +2,23 @@
 
 use crate::auth::Identity;
 use crate::error::DomainError;
-use crate::storage::profiles::{EditableFields, ProfileItem, EDITABLE_ATTRIBUTES};
-use crate::storage::Store;
+use crate::storage::profiles::{EditableFields, ProfileRecord, EDITABLE_ATTRIBUTES};
+use crate::storage::{Store, StoreError};
 use crate::validate;
 use dashboard_api::{Profile, ProfileUpdate};
 use serde_json::{json, Value};
 use slog::{info, Logger};
 
 /// The member's profile, created from the token's claims on first read.
-pub async fn get_or_create(store: &Store, identity: &Identity) -> Result<ProfileItem, DomainError> {
+pub async fn get_or_create(
+    store: &Store,
+    identity: &Identity,
+) -> Result<ProfileRecord, DomainError> {
     if let Some(item) = store.get_profile(&identity.user_id).await? {
         return Ok(item);
     }
     let email = identity.email.as_deref().and_then(|e| validate::email(e).ok());
-    let fresh = ProfileItem::new(&identity.user_id, email, chrono::Utc::now());
+    let fresh = ProfileRecord::new(&identity.user_id, email, chrono::Utc::now());
     if store.create_profile(&fresh).await? {
         return Ok(fresh);
     }
@@ -38,7 +41,7 @@ pub async fn update(
     identity: &Identity,
     if_match: Option<&str>,
     update: ProfileUpdate,
-) -> Result<ProfileItem, DomainError> {
+) -> Result<ProfileRecord, DomainError> {
     let fields = validate::profile_update(update)?;
     let expected = parse_if_match(if_match)?;
     let now = chrono::Utc::now();
@@ -48,7 +51,7 @@ pub async fn update(
 }
 
 /// A strong ETag from the stored version.
-pub fn etag(item: &ProfileItem) -> String {
+pub fn etag(item: &ProfileRecord) -> String {
     format!("\"{}\"", item.version)
 }
 
@@ -67,15 +70,15 @@ fn parse_if_match(value: Option<&str>) -> Result<u64, DomainError> {
         .ok_or(DomainError::PreconditionFailed)
 }
 
-pub fn to_api(item: ProfileItem) -> Profile {
+pub fn to_api(item: ProfileRecord) -> Profile {
     Profile {
         user_id: item.user_id,
         email: item.email,
         display_name: item.display_name,
-        shipping_address: item.shipping_address,
+        shipping_address: item.shipping_address.map(Into::into),
         preferred_wallet: item.preferred_wallet,
         avatar_url: item.avatar_url,
-        dashboard_settings: item.dashboard_settings,
+        dashboard_settings: item.dashboard_settings.into(),
         stripe_customer_id: item.stripe_customer_id,
         total_orders: item.order_count,
         created_at: item.created_at,
@@ -136,6 +139,27 @@ fn mask(field: &str, value: &Value) -> Value {
         }
         "preferredWallet" => json!("***"),
         _ => value.clone(),
+    }
+}
+
+/// Links a member to a Stripe customer (admin): one member per customer, and only a member
+/// who has a profile.
+pub async fn link(
+    store: &Store,
+    user_id: &str,
+    customer: &str,
+) -> Result<ProfileRecord, DomainError> {
+    validate::user_id("userId", user_id)?;
+    validate::stripe_customer_id(customer)?;
+    if let Some(owner) = store.member_for_customer(customer).await? {
+        if owner != user_id {
+            return Err(DomainError::Conflict("customer_already_linked"));
+        }
+    }
+    match store.link_customer(user_id, customer).await {
+        Ok(profile) => Ok(profile),
+        Err(StoreError::ConditionFailed) => Err(DomainError::MemberNotFound),
+        Err(other) => Err(other.into()),
     }
 }
 

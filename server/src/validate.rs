@@ -20,10 +20,14 @@ pub fn profile_update(update: ProfileUpdate) -> Result<EditableFields> {
     Ok(EditableFields {
         email: update.email.map(|e| email(&e)).transpose()?,
         display_name: update.display_name.map(|n| display_name(&n)).transpose()?,
-        shipping_address: update.shipping_address.map(shipping_address).transpose()?,
+        shipping_address: update
+            .shipping_address
+            .map(shipping_address)
+            .transpose()?
+            .map(Into::into),
         preferred_wallet: update.preferred_wallet.map(|w| wallet(&w)).transpose()?,
         avatar_url: update.avatar_url.map(|u| avatar_url(&u)).transpose()?,
-        dashboard_settings: settings(update.dashboard_settings.unwrap_or_default())?,
+        dashboard_settings: settings(update.dashboard_settings.unwrap_or_default())?.into(),
     })
 }
 

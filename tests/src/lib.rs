@@ -4,9 +4,6 @@
 //! code directly.
 
 use dashboard_client::Client;
-use dashboard_server::config::{AuthConfig, Config, JwksSource, LogFormat, StripeSetting};
-use dashboard_server::orders::OrdersConfig;
-use dashboard_server::stripe::StripeConfig;
 use dashboard_server::RunningServer;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -14,11 +11,14 @@ use std::time::Duration;
 use stripe_sim::StripeSim;
 
 pub mod aws;
+pub mod config;
 pub mod jwks;
 pub mod lambda;
 pub mod proxy;
+pub mod raw;
 pub mod store;
 
+pub use config::TestConfig;
 pub use store::{relaxed, Implementation, Limit, TestStore};
 
 pub const ISSUER: &str = "https://issuer.test/pool";
@@ -57,9 +57,9 @@ pub struct TestServer {
     _store: TestStore,
 }
 
-/// Collects the server's JSON log lines so tests can look for audit records.
-#[derive(Clone)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+/// A writer that collects what is written (the server's log lines), for tests to read.
+#[derive(Clone, Default)]
+pub struct SharedBuf(pub Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for SharedBuf {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -90,37 +90,23 @@ impl TestServer {
             Some(endpoint) => Some(proxy::Proxy::start(endpoint).await),
             None => None,
         };
-        let config = Config {
-            bind_addr: "127.0.0.1:0".parse().unwrap(),
-            auth: AuthConfig {
-                issuer: ISSUER.into(),
-                client_id: CLIENT_ID.into(),
-                accept_id_tokens: false,
-                hs256_secret: Some(hs256_secret.clone()),
-                jwks: options.jwks_url.clone().map(JwksSource::Url),
-                jwks_min_refresh: options.jwks_min_refresh,
-                leeway_secs: 5,
-                dev_mode: false,
-            },
-            store: test_store.config(proxy.as_ref().map(|p| p.url.as_str())),
-            table_prefix: test_store.prefix().to_string(),
-            log_format: LogFormat::Json,
-            log_level: "info".into(),
-            stripe: StripeSetting::Live(StripeConfig {
-                secret_key: stripe.secret_key().to_string(),
-                webhook_secret: WEBHOOK_SECRET.into(),
-                api_base: stripe.url().to_string(),
-                retry_base: Duration::from_millis(5),
-                max_attempts: 8,
-            }),
-            orders: OrdersConfig {
-                stale_after: options.stale_after.unwrap_or(Duration::from_secs(3600)),
-                cursor_key: rand::random::<[u8; 32]>().to_vec(),
-                admin_scope: ADMIN_SCOPE.into(),
-                schedule_concurrency: 4,
-                refresh_queue_url: options.refresh_queue_url.clone(),
-            },
-        };
+        let mut config = TestConfig::new(
+            test_store.config(proxy.as_ref().map(|p| p.url.as_str())),
+            test_store.prefix(),
+            stripe.url(),
+            stripe.secret_key(),
+        )
+        .hs256(&hs256_secret);
+        if let Some(url) = &options.jwks_url {
+            config = config.jwks(url, options.jwks_min_refresh);
+        }
+        if let Some(after) = options.stale_after {
+            config = config.stale_after(after);
+        }
+        if let Some(url) = &options.refresh_queue_url {
+            config = config.refresh_queue(url);
+        }
+        let config = config.build();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let drain = dashboard_server::logging::json_drain(SharedBuf(logs.clone()));
         let log = slog::Logger::root(slog::Drain::fuse(Mutex::new(drain)), slog::o!());

@@ -3,18 +3,23 @@
 //! `sam build` (through `infra/Makefile`: `cargo lambda build --release --arm64
 //! --no-default-features`) makes the arm64 `bootstrap` that a deploy uploads. The test runs that
 //! very file, under qemu's user-mode emulation on an x86_64 machine, behind the real Lambda Web
-//! Adapter built from crates.io.
+//! Adapter built from crates.io. The installs this needs (the Rust target, make, the venv with
+//! cargo-lambda and SAM, the adapter, qemu) are `tools`' job; this owns the build and the
+//! emulation wrapper.
+//!
+//! Imports `process` and `tools`.
 
-use crate::test::{apt_install, step, venv};
+use crate::process::step;
+use crate::tools::{
+    ensure_make, ensure_qemu_aarch64, ensure_rust_target, lambda_adapter, venv, ARM64_SYSROOT,
+    QEMU_AARCH64,
+};
 use anyhow::{bail, Context};
 use camino::{Utf8Path, Utf8PathBuf};
 use std::process::Command;
 
-/// The adapter release the template's layer (`LambdaAdapterLayerArm64:26`) corresponds to.
-const ADAPTER_VERSION: &str = "=1.0.0-rc1";
+/// The Lambda's architecture, as a Rust target.
 const TARGET: &str = "aarch64-unknown-linux-gnu";
-/// Where Debian's `libc6-arm64-cross` puts the aarch64 C library.
-const ARM64_SYSROOT: &str = "/usr/aarch64-linux-gnu";
 
 /// What the Lambda-mode test needs, as the environment variables it reads.
 pub struct LambdaBinaries {
@@ -34,7 +39,7 @@ impl LambdaBinaries {
 /// Builds the deploy artifact with `sam build` and the adapter, and returns how to run them.
 pub fn prepare(root: &Utf8Path) -> anyhow::Result<LambdaBinaries> {
     let artifact = sam_build(root)?;
-    let adapter = adapter(root)?;
+    let adapter = lambda_adapter(root)?;
     let bootstrap =
         if std::env::consts::ARCH == "aarch64" { artifact } else { emulated(root, &artifact)? };
     Ok(LambdaBinaries { bootstrap, adapter })
@@ -42,14 +47,9 @@ pub fn prepare(root: &Utf8Path) -> anyhow::Result<LambdaBinaries> {
 
 /// `sam build` from `infra/`, as the deploy docs say; returns the API function's `bootstrap`.
 fn sam_build(root: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output()?;
-    if !String::from_utf8_lossy(&installed.stdout).lines().any(|t| t == TARGET) {
-        step("rustup target add", Command::new("rustup").args(["target", "add", TARGET]))?;
-    }
+    ensure_rust_target(TARGET)?;
     // SAM's makefile build method runs GNU make.
-    if Command::new("make").arg("--version").output().is_err() {
-        apt_install(&["make"])?;
-    }
+    ensure_make()?;
     let bin = venv(root)?.join("bin");
     // cargo-lambda and its zig come from the venv.
     let path = std::env::join_paths(
@@ -70,31 +70,13 @@ fn sam_build(root: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
     Ok(artifact)
 }
 
-/// The Lambda Web Adapter from crates.io, installed under `target/tools` (once per version).
-fn adapter(root: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
-    let tools = root.join("target/tools");
-    step(
-        "cargo install lambda_web_adapter",
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["install", "--locked", "--quiet", "lambda_web_adapter"])
-            .args(["--version", ADAPTER_VERSION, "--bin", "lambda-adapter"])
-            .args(["--root", tools.as_str(), "--target-dir"])
-            .arg(root.join("target/tools-build"))
-            .current_dir(root),
-    )?;
-    Ok(tools.join("bin/lambda-adapter"))
-}
-
 /// A `bootstrap` that runs the arm64 artifact under qemu-user (installed from Debian if missing).
 fn emulated(root: &Utf8Path, artifact: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
-    let qemu = "/usr/bin/qemu-aarch64";
-    if !Utf8Path::new(qemu).exists() || !Utf8Path::new(ARM64_SYSROOT).join("lib").exists() {
-        apt_install(&["qemu-user", "libc6-arm64-cross"])?;
-    }
+    ensure_qemu_aarch64()?;
     let dir = root.join("target/lambda-e2e");
     std::fs::create_dir_all(&dir)?;
     let wrapper = dir.join("bootstrap");
-    let script = format!("#!/bin/sh\nexec {qemu} -L {ARM64_SYSROOT} {artifact} \"$@\"\n");
+    let script = format!("#!/bin/sh\nexec {QEMU_AARCH64} -L {ARM64_SYSROOT} {artifact} \"$@\"\n");
     std::fs::write(&wrapper, script)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;

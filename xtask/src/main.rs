@@ -1,6 +1,17 @@
 //! Project tasks. `cargo xtask openapi generate|check` keeps `openapi/` in step with the API
 //! trait; `cargo xtask compat check` guards released clients against breaking changes;
-//! `cargo xtask test` is the one command that runs every check.
+//! `cargo xtask test` is the one command that runs every check; `cargo xtask bench` prints load
+//! figures. This file owns the command line, the dispatch to the modules, `repo_root()` and the
+//! OpenAPI manager's setup.
+//!
+//! Modules, each importing only from the ones above it (and `repo_root()` from here):
+//!
+//! 1. `process`: running steps and processes (`step`, `cargo`, `npm`, ports, `DevServer`);
+//! 2. `tools`: installing and locating tools (pinned versions, the venv, apt, rustup, the
+//!    Lambda Web Adapter);
+//! 3. `lambda`: the arm64 Lambda artifact and how the Lambda-mode test runs it;
+//! 4. the tasks, which import nothing from each other: `test` (`cargo xtask test`, also uses
+//!    `lambda`), `bench` (`cargo xtask bench`), `compat` (the breaking-change gate, on its own).
 
 use anyhow::Context;
 use camino::Utf8PathBuf;
@@ -9,9 +20,12 @@ use dropshot_api_manager::{Environment, ManagedApi, ManagedApiConfig, ManagedApi
 use dropshot_api_manager_types::{ManagedApiMetadata, Versions};
 use std::process::ExitCode;
 
+mod bench;
 mod compat;
 mod lambda;
+mod process;
 mod test;
+mod tools;
 
 #[derive(Parser)]
 #[command(about = "Project tasks for the member dashboard API")]
@@ -49,7 +63,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Openapi(app) => Ok(app.exec(&environment()?, &managed_apis()?)),
         Command::Compat { command } => compat::run(command),
         Command::Test(args) => test::run(args),
-        Command::Bench { duration, connections } => test::bench(&duration, connections),
+        Command::Bench { duration, connections } => bench::run(&duration, connections),
     }
 }
 

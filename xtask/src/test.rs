@@ -1,21 +1,23 @@
 //! `cargo xtask test`: the one command that runs every check, in the order that fails fastest.
-//! It installs what it needs (a Python venv with schemathesis) so it also works on a new machine.
+//! It installs what it needs (through `tools`) so it also works on a new machine.
+//!
+//! This file owns the order (`run`, first) and the stages only this command has, each below it
+//! in the order `run` calls them: the SAM template checks, the integration suite on moto's
+//! server, the schemathesis contract run and the browser tests. Those stages stay here rather
+//! than in files of their own: each is one private function called once from `run`, and
+//! together they are short enough that reading this one file tells what the command does, top
+//! to bottom. What they share with other tasks is below them: the Lambda artifact (`lambda`),
+//! installs (`tools`), processes and the dev server (`process`).
+//!
+//! Imports `lambda`, `tools` and `process`.
 
+use crate::process::{cargo, free_port, npm, step, wait_ready, DevServer, KillOnDrop};
 use crate::repo_root;
+use crate::tools::{chromium, has_nextest, venv};
 use anyhow::{bail, Context};
-use camino::{Utf8Path, Utf8PathBuf};
-use std::net::TcpListener;
-use std::process::{Child, Command, ExitCode, Stdio};
+use camino::Utf8Path;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
-
-/// Python tools, pinned so results do not move under us.
-const SCHEMATHESIS: &str = "schemathesis==4.32.5";
-const CFN_LINT: &str = "cfn-lint==1.58.0";
-const SAM_CLI: &str = "aws-sam-cli==1.170.0";
-/// Builds the arm64 Lambda artifact (brings zig as a Python package).
-const CARGO_LAMBDA: &str = "cargo-lambda==1.9.2";
-/// moto's DynamoDB server: the second implementation the integration suite runs on.
-const MOTO: &str = "moto[server]==5.2.5";
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -42,44 +44,6 @@ const STORE_VARIABLES: [&str; 3] = [
     "DASHBOARD_TEST_DYNAMODB_IMPL",
     "DASHBOARD_TEST_AWS_REGION",
 ];
-
-fn outcome(result: &anyhow::Result<()>) -> &'static str {
-    if result.is_ok() {
-        "passed"
-    } else {
-        "FAILED"
-    }
-}
-
-/// The integration tests (`dashboard-tests`) against moto's server, started from the venv on a
-/// free port and stopped afterwards.
-fn moto_tests(root: &Utf8Path) -> anyhow::Result<()> {
-    let moto = venv(root)?.join("bin/moto_server");
-    let port = free_port()?;
-    let log = root.join("target/moto_server.log");
-    let process = Command::new(&moto)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .context("starting moto_server")?;
-    let _moto = KillOnDrop(process);
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("moto_server did not listen on port {port} within 60 s (log: {log})");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut tests = if has_nextest() {
-        cargo(root, &["nextest", "run", "-p", "dashboard-tests", "--no-fail-fast"])
-    } else {
-        cargo(root, &["test", "-p", "dashboard-tests", "--no-fail-fast"])
-    };
-    tests.env("DASHBOARD_TEST_DYNAMODB_ENDPOINT", format!("http://127.0.0.1:{port}"));
-    tests.env("DASHBOARD_TEST_DYNAMODB_IMPL", "moto").env_remove("DASHBOARD_TEST_AWS_REGION");
-    step(&format!("integration tests, on moto_server (127.0.0.1:{port})"), &mut tests)
-}
 
 pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     let root = repo_root();
@@ -126,9 +90,10 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     // Stripe's Node library, for the signature cross-check test.
     step(
         "npm ci (tools/stripe-signature)",
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(root.join("tools/stripe-signature")),
+        &mut npm(
+            &root.join("tools/stripe-signature"),
+            &["ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        ),
     )?;
     // The deploy artifact and the adapter for the Lambda-mode test, which is #[ignore]d
     // unless they are built.
@@ -170,94 +135,12 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cargo(root: &Utf8Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(args).current_dir(root);
-    cmd
-}
-
-fn npm(dir: &Utf8Path, args: &[&str]) -> Command {
-    let mut command = Command::new("npm");
-    command.args(args).current_dir(dir);
-    command
-}
-
-fn has_nextest() -> bool {
-    Command::new("cargo")
-        .args(["nextest", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Installs Debian packages the machine lacks (CI starts from a bare image).
-pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
-    let list = packages.join(" ");
-    step(
-        &format!("apt-get install {list}"),
-        Command::new("sh")
-            .args(["-c", &format!("apt-get update -qq && apt-get install -y -qq {list}")]),
-    )
-}
-
-pub fn step(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
-    eprintln!("==> {name}");
-    let status = cmd.status().with_context(|| format!("starting {name}"))?;
-    if !status.success() {
-        bail!("{name} failed ({status})");
+fn outcome(result: &anyhow::Result<()>) -> &'static str {
+    if result.is_ok() {
+        "passed"
+    } else {
+        "FAILED"
     }
-    Ok(())
-}
-
-/// `cargo xtask bench`: release build, then the bench driver (which starts the processes).
-pub fn bench(duration: &str, connections: u32) -> anyhow::Result<ExitCode> {
-    let root = repo_root();
-    if Command::new("wrk").arg("--version").output().is_err() {
-        apt_install(&["wrk"])?;
-    }
-    step(
-        "cargo build --release",
-        &mut cargo(
-            &root,
-            &[
-                "build",
-                "--release",
-                "-p",
-                "dashboard-server",
-                "--bins",
-                "--examples",
-                "-p",
-                "dashboard-tests",
-                "--bin",
-                "bench",
-            ],
-        ),
-    )?;
-    step(
-        "bench",
-        Command::new(root.join("target/release/bench")).args([duration, &connections.to_string()]),
-    )?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The project's Python venv with the pinned tools (created on first use).
-pub fn venv(root: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
-    let venv = root.join(".venv");
-    let ready = venv.join(".tools-installed");
-    let tools = [SCHEMATHESIS, CFN_LINT, SAM_CLI, CARGO_LAMBDA, MOTO];
-    let wanted = tools.join(" ");
-    if std::fs::read_to_string(&ready).ok().as_deref() != Some(wanted.as_str()) {
-        if !venv.join("bin/pip").exists() {
-            step("python venv", Command::new("python3").args(["-m", "venv", venv.as_str()]))?;
-        }
-        step(
-            "pip install (schemathesis, cfn-lint, aws-sam-cli, cargo-lambda, moto)",
-            Command::new(venv.join("bin/pip")).args(["install", "-q"]).args(tools),
-        )?;
-        std::fs::write(&ready, &wanted)?;
-    }
-    Ok(venv)
 }
 
 /// The SAM template, offline: cfn-lint and both modes of `sam validate` (each catches errors
@@ -276,6 +159,36 @@ fn infra_checks(root: &Utf8Path) -> anyhow::Result<()> {
         step(name, &mut sam)?;
     }
     Ok(())
+}
+
+/// The integration tests (`dashboard-tests`) against moto's server, started from the venv on a
+/// free port and stopped afterwards.
+fn moto_tests(root: &Utf8Path) -> anyhow::Result<()> {
+    let moto = venv(root)?.join("bin/moto_server");
+    let port = free_port()?;
+    let log = root.join("target/moto_server.log");
+    let process = Command::new(&moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("starting moto_server")?;
+    let _moto = KillOnDrop(process);
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("moto_server did not listen on port {port} within 60 s (log: {log})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut tests = if has_nextest() {
+        cargo(root, &["nextest", "run", "-p", "dashboard-tests", "--no-fail-fast"])
+    } else {
+        cargo(root, &["test", "-p", "dashboard-tests", "--no-fail-fast"])
+    };
+    tests.env("DASHBOARD_TEST_DYNAMODB_ENDPOINT", format!("http://127.0.0.1:{port}"));
+    tests.env("DASHBOARD_TEST_DYNAMODB_IMPL", "moto").env_remove("DASHBOARD_TEST_AWS_REGION");
+    step(&format!("integration tests, on moto_server (127.0.0.1:{port})"), &mut tests)
 }
 
 /// Examples per operation and phase of the contract run: 500 is 6,536 cases in 2 to 3.5 min on
@@ -335,55 +248,10 @@ fn contract_tests(root: &Utf8Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The server binary on its development default, in a fresh data folder, on a free port.
-struct DevServer {
-    data_dir: Utf8PathBuf,
-    port: u16,
-    _process: KillOnDrop,
-    _data: tempfile::TempDir,
-}
-
-impl DevServer {
-    fn start(root: &Utf8Path, args: &[&str]) -> anyhow::Result<Self> {
-        let data = tempfile::tempdir()?;
-        let data_dir = Utf8PathBuf::from_path_buf(data.path().to_owned()).expect("utf-8 temp path");
-        let port = free_port()?;
-        let process = Command::new(root.join("target/debug/dashboard-server"))
-            .arg("serve")
-            .args(args)
-            .env("DASHBOARD_BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("DASHBOARD_DATA_DIR", &data_dir)
-            .env("DASHBOARD_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(data_dir.join("server.log"))?)
-            .spawn()
-            .context("starting dashboard-server")?;
-        let server = DevServer { data_dir, port, _process: KillOnDrop(process), _data: data };
-        wait_ready(&format!("127.0.0.1:{port}"))?;
-        Ok(server)
-    }
-
-    fn print_log_tail(&self) {
-        let log = std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(40).collect();
-        eprintln!("server log (last lines):");
-        for line in tail.into_iter().rev() {
-            eprintln!("  {line}");
-        }
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// The example dashboard in headless Chromium (Playwright) against the real server on its
 /// development default (demo member, simulator orders), served by `vite preview`.
 fn browser_tests(root: &Utf8Path) -> anyhow::Result<()> {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !std::path::Path::new(&chromium).exists() {
-        apt_install(&["chromium"])?;
-    }
+    let chromium = chromium()?;
     let web = root.join("web");
     step("npm ci (web)", &mut npm(&web, &["ci", "--no-audit", "--no-fund", "--loglevel=error"]))?;
     step("web build (tsc --strict, vite)", &mut npm(&web, &["run", "--silent", "build"]))?;
@@ -415,34 +283,4 @@ fn browser_tests(root: &Utf8Path) -> anyhow::Result<()> {
         server.print_log_tail();
     }
     result
-}
-
-/// Polls `GET /healthz` until it answers 200.
-pub fn wait_ready(addr: &str) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(30) {
-        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
-            let request =
-                format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-            let mut response = String::new();
-            if stream.write_all(request.as_bytes()).is_ok()
-                && stream.read_to_string(&mut response).is_ok()
-                && response.starts_with("HTTP/1.1 200")
-            {
-                return Ok(());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    bail!("server did not become ready at {addr} within 30 s")
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

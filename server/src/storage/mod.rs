@@ -16,6 +16,7 @@ use aws_sdk_dynamodb::config::{
     BehaviorVersion, Credentials, Region, StalledStreamProtectionConfig,
 };
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use std::time::Duration;
 
@@ -91,6 +92,47 @@ impl From<serde_dynamo::Error> for StoreError {
     fn from(error: serde_dynamo::Error) -> Self {
         StoreError::Internal(format!("item conversion: {error}"))
     }
+}
+
+/// An item from DynamoDB's JSON form (`{"name": {"S": "…"}}`, as the API and the console show
+/// it): how stored-record fixtures are written.
+pub fn item_from_json(
+    item: &serde_json::Value,
+) -> Result<std::collections::HashMap<String, AttributeValue>, StoreError> {
+    let object =
+        item.as_object().ok_or_else(|| StoreError::Internal("item is not an object".into()))?;
+    object.iter().map(|(name, value)| Ok((name.clone(), value_from_json(value)?))).collect()
+}
+
+fn value_from_json(value: &serde_json::Value) -> Result<AttributeValue, StoreError> {
+    let bad = || StoreError::Internal(format!("not a DynamoDB JSON value: {value}"));
+    let (kind, inner) = value.as_object().and_then(|o| o.iter().next()).ok_or_else(bad)?;
+    let strings = || -> Result<Vec<String>, StoreError> {
+        inner
+            .as_array()
+            .ok_or_else(bad)?
+            .iter()
+            .map(|v| Ok(v.as_str().ok_or_else(bad)?.to_string()))
+            .collect()
+    };
+    Ok(match kind.as_str() {
+        "S" => AttributeValue::S(inner.as_str().ok_or_else(bad)?.to_string()),
+        "N" => AttributeValue::N(inner.as_str().ok_or_else(bad)?.to_string()),
+        "BOOL" => AttributeValue::Bool(inner.as_bool().ok_or_else(bad)?),
+        "NULL" => AttributeValue::Null(true),
+        "SS" => AttributeValue::Ss(strings()?),
+        "NS" => AttributeValue::Ns(strings()?),
+        "L" => AttributeValue::L(
+            inner
+                .as_array()
+                .ok_or_else(bad)?
+                .iter()
+                .map(value_from_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        "M" => AttributeValue::M(item_from_json(inner)?),
+        _ => return Err(bad()),
+    })
 }
 
 /// Table names after the configured prefix.

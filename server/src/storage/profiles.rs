@@ -4,27 +4,29 @@ use super::schema::BY_STRIPE_CUSTOMER;
 use super::{Store, StoreError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::SecondsFormat;
-use dashboard_api::{DashboardSettings, ShippingAddress, SyncError, SyncReport, WebhookApplied};
+use dashboard_api::{
+    DashboardSettings, ShippingAddress, SyncError, SyncReport, Theme, WebhookApplied,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// A profile item as stored.
+/// A profile as stored (see [`AddressRecord`] for how stored records differ from wire types).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ProfileItem {
+pub struct ProfileRecord {
     pub user_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shipping_address: Option<ShippingAddress>,
+    pub shipping_address: Option<AddressRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_wallet: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar_url: Option<String>,
     #[serde(default)]
-    pub dashboard_settings: DashboardSettings,
+    pub dashboard_settings: SettingsRecord,
     /// Absent, not null, when unset: it is the key of a (sparse) index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stripe_customer_id: Option<String>,
@@ -44,17 +46,17 @@ pub struct ProfileItem {
     pub version: u64,
 }
 
-impl ProfileItem {
+impl ProfileRecord {
     /// A fresh profile for a member seen for the first time.
     pub fn new(user_id: &str, email: Option<String>, now: chrono::DateTime<chrono::Utc>) -> Self {
-        ProfileItem {
+        ProfileRecord {
             user_id: user_id.to_string(),
             email,
             display_name: None,
             shipping_address: None,
             preferred_wallet: None,
             avatar_url: None,
-            dashboard_settings: DashboardSettings::default(),
+            dashboard_settings: SettingsRecord::default(),
             stripe_customer_id: None,
             order_count: 0,
             orders_synced_at: None,
@@ -83,7 +85,7 @@ impl ProfileItem {
         self,
         fields: EditableFields,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> ProfileItem {
+    ) -> ProfileRecord {
         let EditableFields {
             email,
             display_name,
@@ -92,7 +94,7 @@ impl ProfileItem {
             avatar_url,
             dashboard_settings,
         } = fields;
-        ProfileItem {
+        ProfileRecord {
             email,
             display_name,
             shipping_address,
@@ -115,13 +117,85 @@ pub struct EditableFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shipping_address: Option<ShippingAddress>,
+    pub shipping_address: Option<AddressRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_wallet: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar_url: Option<String>,
     #[serde(default)]
-    pub dashboard_settings: DashboardSettings,
+    pub dashboard_settings: SettingsRecord,
+}
+
+/// A shipping address as stored. Stored records are not wire types: attributes this version
+/// does not know (a field the API has since dropped) are ignored, and missing ones default, so
+/// every item written before or after an API change still loads.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AddressRecord {
+    pub line1: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    pub city: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    pub postal_code: String,
+    pub country: String,
+}
+
+impl From<ShippingAddress> for AddressRecord {
+    fn from(a: ShippingAddress) -> Self {
+        let ShippingAddress { line1, line2, city, region, postal_code, country } = a;
+        AddressRecord { line1, line2, city, region, postal_code, country }
+    }
+}
+
+impl From<AddressRecord> for ShippingAddress {
+    fn from(a: AddressRecord) -> Self {
+        let AddressRecord { line1, line2, city, region, postal_code, country } = a;
+        ShippingAddress { line1, line2, city, region, postal_code, country }
+    }
+}
+
+/// Dashboard settings as stored; tolerant like [`AddressRecord`]. The theme is kept as text,
+/// so a theme the API no longer offers reads back as the default instead of failing the load.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SettingsRecord {
+    pub theme: String,
+    pub email_notifications: bool,
+    pub orders_page_size: u32,
+    pub locale: String,
+}
+
+impl Default for SettingsRecord {
+    fn default() -> Self {
+        DashboardSettings::default().into()
+    }
+}
+
+impl From<DashboardSettings> for SettingsRecord {
+    fn from(s: DashboardSettings) -> Self {
+        let theme = serde_json::to_value(s.theme).ok().and_then(|t| t.as_str().map(str::to_owned));
+        SettingsRecord {
+            theme: theme.unwrap_or_default(),
+            email_notifications: s.email_notifications,
+            orders_page_size: s.orders_page_size,
+            locale: s.locale,
+        }
+    }
+}
+
+impl From<SettingsRecord> for DashboardSettings {
+    fn from(s: SettingsRecord) -> Self {
+        let defaults = DashboardSettings::default();
+        DashboardSettings {
+            theme: serde_json::from_value::<Theme>(serde_json::Value::String(s.theme))
+                .unwrap_or(defaults.theme),
+            email_notifications: s.email_notifications,
+            orders_page_size: s.orders_page_size,
+            locale: if s.locale.is_empty() { defaults.locale } else { s.locale },
+        }
+    }
 }
 
 /// Attribute names of the editable fields, in the order `EditableFields` declares them.
@@ -139,7 +213,7 @@ fn key(user_id: &str) -> HashMap<String, AttributeValue> {
 }
 
 impl Store {
-    pub async fn get_profile(&self, user_id: &str) -> Result<Option<ProfileItem>, StoreError> {
+    pub async fn get_profile(&self, user_id: &str) -> Result<Option<ProfileRecord>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -152,7 +226,7 @@ impl Store {
     }
 
     /// Writes a new profile unless one exists. Returns false when one already did.
-    pub async fn create_profile(&self, item: &ProfileItem) -> Result<bool, StoreError> {
+    pub async fn create_profile(&self, item: &ProfileRecord) -> Result<bool, StoreError> {
         let result = self
             .client
             .put_item()
@@ -176,7 +250,7 @@ impl Store {
         expected_version: u64,
         fields: &EditableFields,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<ProfileItem, StoreError> {
+    ) -> Result<ProfileRecord, StoreError> {
         let values = serde_dynamo::to_item::<_, HashMap<String, AttributeValue>>(fields)?;
         let mut names = HashMap::from([
             ("#version".to_string(), "version".to_string()),
@@ -240,7 +314,7 @@ impl Store {
         &self,
         user_id: &str,
         customer: &str,
-    ) -> Result<ProfileItem, StoreError> {
+    ) -> Result<ProfileRecord, StoreError> {
         let output = self
             .client
             .update_item()
@@ -343,5 +417,34 @@ impl Store {
             Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
             Err(other) => Err(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A profile written by an earlier version, holding attributes this version does not know
+    /// (as after a field is removed from the API) and lacking one it does, still loads.
+    #[test]
+    fn stored_profiles_survive_fields_removed_from_the_api() {
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("fixtures/profile-legacy.json")).unwrap();
+        let item = super::super::item_from_json(&fixture).unwrap();
+        let record: ProfileRecord = serde_dynamo::from_item(item).unwrap();
+        let address: ShippingAddress = record.shipping_address.clone().unwrap().into();
+        assert_eq!((address.line1.as_str(), address.country.as_str()), ("1 Example Street", "GB"));
+        let settings: DashboardSettings = record.dashboard_settings.clone().into();
+        assert_eq!(settings.theme, Theme::default(), "an unknown theme reads as the default");
+        assert_eq!(settings.orders_page_size, 50);
+        assert!(!settings.email_notifications);
+        assert_eq!(settings.locale, DashboardSettings::default().locale, "missing: the default");
+        assert_eq!(record.version, 7);
+    }
+
+    #[test]
+    fn records_round_trip_through_the_wire_types() {
+        let settings = DashboardSettings { theme: Theme::Dark, ..Default::default() };
+        assert_eq!(DashboardSettings::from(SettingsRecord::from(settings.clone())), settings);
     }
 }

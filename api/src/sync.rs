@@ -1,0 +1,106 @@
+//! Keeping members' order history in step with Stripe: the sync status a member reads
+//! (`GET /dashboard/sync-status`), and the admin endpoints under `/internal` that link a member
+//! to a Stripe customer and reconcile one or every member, with their reports.
+
+use crate::patterns::USER_ID_PATTERN;
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How a member's order history is kept fresh.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    /// The linked Stripe customer, if any.
+    pub stripe_customer_id: Option<String>,
+    /// The last webhook event applied to this member's orders.
+    pub last_webhook: Option<WebhookApplied>,
+    /// The last completed reconcile.
+    pub last_reconcile: Option<SyncReport>,
+    /// The last sync failure, if it is more recent than the last success.
+    pub last_error: Option<SyncError>,
+}
+
+/// A webhook event that changed a member's orders.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookApplied {
+    /// Stripe event id.
+    pub event_id: String,
+    /// Stripe event type.
+    pub event_type: String,
+    /// When it was applied.
+    pub applied_at: DateTime<Utc>,
+}
+
+/// A sync failure.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncError {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The outcome of reconciling one member with Stripe.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    /// The member.
+    pub user_id: String,
+    /// Orders seen at Stripe.
+    pub seen: u64,
+    /// Orders cached for the first time.
+    pub created: u64,
+    /// Cached orders that changed.
+    pub updated: u64,
+    /// Cached orders already up to date (not written).
+    pub unchanged: u64,
+    /// Stripe API requests made (retries included).
+    pub stripe_requests: u64,
+    /// When the reconcile finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The outcome of reconciling every linked member.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledSyncReport {
+    /// Members reconciled.
+    pub members: u64,
+    /// Members whose reconcile failed (see their sync status).
+    pub failed: u64,
+    /// Sum of the members' counts.
+    pub totals: SyncReport,
+}
+
+/// Body of `POST /internal/sync/stripe`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyncRequest {
+    /// The member to reconcile: 1 to 128 characters, no control characters (else 400
+    /// `invalid_user_id`).
+    #[schemars(length(min = 1, max = 128), regex = "USER_ID_PATTERN")]
+    pub user_id: String,
+}
+
+/// Path of the member admin endpoints.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+pub struct MemberPath {
+    /// The member's user id: 1 to 128 characters, no control characters (else 400
+    /// `invalid_user_id`).
+    #[serde(rename = "userId")]
+    #[schemars(length(min = 1, max = 128), regex = "USER_ID_PATTERN")]
+    pub user_id: String,
+}
+
+/// Body of `PUT /internal/members/{userId}/stripe-customer`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LinkStripeCustomer {
+    /// A Stripe customer id: `cus_` and 1 to 64 letters or digits (else 400
+    /// `invalid_stripe_customer_id`).
+    #[schemars(regex(pattern = r"^cus_[A-Za-z0-9]{1,64}$"))]
+    pub stripe_customer_id: String,
+}

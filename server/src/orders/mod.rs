@@ -1,0 +1,155 @@
+//! Order domain: Stripe PaymentIntents become cached order snapshots, kept fresh by webhooks,
+//! reconcile runs (manual, stale-triggered, scheduled) and a live fallback for missing orders.
+//!
+//! Correctness rule: a snapshot is always computed from Stripe's current state (the object is
+//! re-fetched, never taken from an event payload), merged with what the cache already knows,
+//! and written with a condition on the stored version. Events that arrive late, twice or out of
+//! order therefore cannot move a snapshot backwards, and equal content is never rewritten.
+//!
+//! This file: the service, its settings, and the one write path every trigger shares. The rest,
+//! one concern a file: [`read`] (listing, detail, sync status), [`snapshot`] (pure: Stripe state
+//! to a snapshot), [`reconcile`] (one member, all, refreshes), [`webhook`] (verify, ledger,
+//! apply).
+
+mod read;
+mod reconcile;
+pub mod snapshot;
+mod webhook;
+
+use crate::cursor::CursorKey;
+use crate::error::DomainError;
+use crate::storage::orders::OrderRecord;
+use crate::storage::{Store, StoreError};
+use crate::stripe::{Intent, StripeApi};
+use chrono::Utc;
+use dashboard_api::{OrderCharge, OrderDispute, OrderItem};
+use slog::Logger;
+use snapshot::{build, metadata_items};
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Order settings, resolved.
+#[derive(Clone, Debug)]
+pub struct OrdersConfig {
+    /// A member's orders older than this are refreshed in the background on listing.
+    pub stale_after: Duration,
+    /// HMAC key for page tokens.
+    pub cursor_key: Vec<u8>,
+    /// How many members the scheduled reconcile works on at once.
+    pub schedule_concurrency: usize,
+    /// Where stale refreshes go when they cannot run in this process (Lambda).
+    pub refresh_queue_url: Option<String>,
+}
+
+pub struct OrderService {
+    store: Store,
+    /// Set with `refresh_queue_url`: refreshes are queued, not run here.
+    queue: Option<aws_sdk_sqs::Client>,
+    stripe: StripeApi,
+    cursor: CursorKey,
+    config: OrdersConfig,
+    refreshing: Mutex<HashSet<String>>,
+    log: Logger,
+}
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// Fresh Stripe data that a PaymentIntent read alone does not carry.
+#[derive(Default)]
+struct Extras {
+    /// Every charge of the intent (otherwise only the latest is known).
+    charges: Option<Vec<OrderCharge>>,
+    disputes: Option<Vec<OrderDispute>>,
+    /// Checkout Session line items.
+    items: Option<Vec<OrderItem>>,
+}
+
+/// Conditional-write retries when another writer got there first.
+const WRITE_ATTEMPTS: usize = 4;
+
+impl OrderService {
+    pub fn new(
+        store: Store,
+        stripe: StripeApi,
+        config: OrdersConfig,
+        queue: Option<aws_sdk_sqs::Client>,
+        log: Logger,
+    ) -> Self {
+        OrderService {
+            store,
+            queue,
+            stripe,
+            cursor: CursorKey::new(&config.cursor_key),
+            config,
+            refreshing: Mutex::new(HashSet::new()),
+            log,
+        }
+    }
+
+    pub fn stripe(&self) -> &StripeApi {
+        &self.stripe
+    }
+
+    /// Fetches what an intent read lacks: every charge, disputes when disputed, and Checkout
+    /// line items when the intent's metadata has none and the cache has none either.
+    async fn extras_for(
+        &self,
+        intent: &Intent,
+        cached: Option<&OrderRecord>,
+    ) -> Result<Extras, DomainError> {
+        let disputed = intent.latest_charge.as_ref().is_some_and(|c| c.charge.disputed);
+        let needs_items = metadata_items(&intent.metadata).is_empty()
+            && cached.is_none_or(|c| c.items.is_empty());
+        let charges = self.stripe.charges(&intent.id).await?;
+        let disputes = if disputed { Some(self.stripe.disputes(&intent.id).await?) } else { None };
+        let items =
+            if needs_items { Some(self.stripe.checkout_items(&intent.id).await?) } else { None };
+        Ok(Extras { charges: Some(charges), disputes, items })
+    }
+
+    /// Builds the snapshot from Stripe's state and the cache (`cached`, as the caller last
+    /// read it), writes it if it changed, and returns what is stored now.
+    async fn write(
+        &self,
+        user_id: &str,
+        customer: &str,
+        intent: &Intent,
+        extras: Extras,
+        mut cached: Option<OrderRecord>,
+    ) -> Result<(Outcome, OrderRecord), DomainError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let now = Utc::now();
+            let fresh = build(user_id, customer, intent, &extras, cached.as_ref(), now);
+            let result = match cached {
+                Some(old) if old.same_content(&fresh) => return Ok((Outcome::Unchanged, old)),
+                Some(ref old) => {
+                    self.store.replace_order(&fresh, old.version).await.map(|()| Outcome::Updated)
+                }
+                None => self.store.insert_order(&fresh).await.map(|()| Outcome::Created),
+            };
+            match result {
+                Ok(outcome) => return Ok((outcome, fresh)),
+                // Someone else wrote first: merge with what they wrote and try again.
+                Err(StoreError::ConditionFailed) => {
+                    cached = self.store.get_order(user_id, &intent.id).await?;
+                    if cached.is_none() {
+                        // The insert failed on the profile condition: nowhere to count it.
+                        return Err(DomainError::Store(StoreError::Internal(format!(
+                            "cannot cache order {} for {user_id}: no profile",
+                            intent.id
+                        ))));
+                    }
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(DomainError::Store(StoreError::Unavailable("write contention".into())))
+    }
+}

@@ -1,0 +1,105 @@
+//! The server configuration of a test server, built in one place: every default the harness
+//! uses (the test issuer and client, JSON logs, quick Stripe retries, a random page-token key)
+//! is here, and a test names only what it changes.
+
+use crate::{ADMIN_SCOPE, CLIENT_ID, ISSUER, WEBHOOK_SECRET};
+use dashboard_server::auth::{AuthConfig, JwksSource};
+use dashboard_server::config::{Config, LogFormat, StoreConfig, StripeSetting};
+use dashboard_server::orders::OrdersConfig;
+use dashboard_server::stripe::StripeConfig;
+use std::time::Duration;
+
+/// A [`Config`] for a server on 127.0.0.1 (a free port) that accepts the harness's tokens and
+/// talks to one Stripe simulator.
+#[derive(Clone, Debug)]
+pub struct TestConfig {
+    store: StoreConfig,
+    table_prefix: String,
+    stripe_url: String,
+    stripe_key: String,
+    hs256_secret: Option<Vec<u8>>,
+    jwks_url: Option<String>,
+    jwks_min_refresh: Duration,
+    stale_after: Duration,
+    refresh_queue_url: Option<String>,
+}
+
+impl TestConfig {
+    /// The tables (`store` with names under `table_prefix`) and the Stripe API (`stripe_url`,
+    /// `stripe_key`): what every test server needs. No token key until [`Self::hs256`] or
+    /// [`Self::jwks`]; orders are stale after an hour; refreshes run in process.
+    pub fn new(store: StoreConfig, table_prefix: &str, stripe_url: &str, stripe_key: &str) -> Self {
+        TestConfig {
+            store,
+            table_prefix: table_prefix.into(),
+            stripe_url: stripe_url.into(),
+            stripe_key: stripe_key.into(),
+            hs256_secret: None,
+            jwks_url: None,
+            jwks_min_refresh: Duration::ZERO,
+            stale_after: Duration::from_secs(3600),
+            refresh_queue_url: None,
+        }
+    }
+
+    /// Accept HS256 tokens signed with `secret`.
+    pub fn hs256(mut self, secret: &[u8]) -> Self {
+        self.hs256_secret = Some(secret.to_vec());
+        self
+    }
+
+    /// Accept RS256 tokens verified against the JWKS at `url`, refreshed at most once per
+    /// `min_refresh` when an unknown `kid` appears.
+    pub fn jwks(mut self, url: &str, min_refresh: Duration) -> Self {
+        self.jwks_url = Some(url.into());
+        self.jwks_min_refresh = min_refresh;
+        self
+    }
+
+    /// A member's cached orders are stale after `after`.
+    pub fn stale_after(mut self, after: Duration) -> Self {
+        self.stale_after = after;
+        self
+    }
+
+    /// Queue stale refreshes to this SQS queue instead of running them in process.
+    pub fn refresh_queue(mut self, url: &str) -> Self {
+        self.refresh_queue_url = Some(url.into());
+        self
+    }
+
+    pub fn build(self) -> Config {
+        Config {
+            bind_addr: "127.0.0.1:0".parse().unwrap(),
+            auth: AuthConfig {
+                issuer: ISSUER.into(),
+                client_id: CLIENT_ID.into(),
+                accept_id_tokens: false,
+                hs256_secret: self.hs256_secret,
+                jwks: self.jwks_url.map(JwksSource::Url),
+                jwks_min_refresh: self.jwks_min_refresh,
+                leeway_secs: 5,
+                dev_mode: false,
+                admin_scope: ADMIN_SCOPE.into(),
+            },
+            store: self.store,
+            table_prefix: self.table_prefix,
+            log_format: LogFormat::Json,
+            log_level: "info".into(),
+            stripe: StripeSetting::Live(StripeConfig {
+                secret_key: self.stripe_key,
+                webhook_secret: WEBHOOK_SECRET.into(),
+                api_base: self.stripe_url,
+                // Quick retries: the simulator's injected failures should not slow the suite.
+                retry_base: Duration::from_millis(5),
+                max_attempts: 8,
+            }),
+            orders: OrdersConfig {
+                stale_after: self.stale_after,
+                cursor_key: rand::random::<[u8; 32]>().to_vec(),
+                schedule_concurrency: 4,
+                refresh_queue_url: self.refresh_queue_url,
+            },
+        }
+    }
+}
