@@ -1,22 +1,208 @@
-//! [`ApiError`], the body of every error response, and its conversion from Dropshot's own
-//! errors.
+//! [`ApiError`], the body of every error response; [`ErrorCode`], the one list of the
+//! `error_code`s the server sends; and the conversion from Dropshot's own errors.
 
 use dropshot::{ErrorStatusCode, HttpError, HttpResponseError};
+use schemars::gen::SchemaGenerator;
+use schemars::schema::{InstanceType, Metadata, Schema, SchemaObject};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+/// Declares [`ErrorCode`] from one list: each entry's doc comment is both its rustdoc and its
+/// line in the spec's description of `error_code` ([`ErrorCode::doc`]).
+macro_rules! error_codes {
+    (
+        api { $( $(#[doc = $doc:literal])+ $variant:ident = $code:literal, )+ }
+        events { $( $(#[doc = $edoc:literal])+ $evariant:ident = $ecode:literal, )+ }
+    ) => {
+        /// A stable `error_code`: every code the server sends, and nothing else.
+        ///
+        /// The wire field ([`ApiError::error_code`]) stays a string, so adding a code breaks no
+        /// client; clients treat a code they do not know by its HTTP status. Each code's doc
+        /// comment says when it is sent and with which status; those of [`ErrorCode::API`] are
+        /// listed in the spec (the description of `error_code`) and in the README.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $( $(#[doc = $doc])+ $variant, )+
+            $( $(#[doc = $edoc])+ $evariant, )+
+        }
+
+        impl ErrorCode {
+            /// The codes an [`ApiError`] body carries: the API's, documented in the spec.
+            pub const API: &'static [ErrorCode] = &[$(ErrorCode::$variant),+];
+            /// The codes only the unpublished `POST /events` path sends (Lambda events, not
+            /// the API: its errors are Dropshot's own body, and API Gateway never routes there).
+            pub const EVENTS: &'static [ErrorCode] = &[$(ErrorCode::$evariant),+];
+            /// Every code the server sends.
+            pub const ALL: &'static [ErrorCode] =
+                &[$(ErrorCode::$variant,)+ $(ErrorCode::$evariant,)+];
+
+            /// The code as it goes on the wire.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)+
+                    $(ErrorCode::$evariant => $ecode,)+
+                }
+            }
+
+            /// The code's doc comment: when it is sent, with which status.
+            pub const fn doc(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => concat!($($doc, "\n"),+),)+
+                    $(ErrorCode::$evariant => concat!($($edoc, "\n"),+),)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    api {
+        /// 401, any problem with the bearer token (missing, malformed, expired, wrong issuer or
+        /// audience, bad signature): one uniform body whatever the reason.
+        Unauthorized = "unauthorized",
+        /// 400, a request that cannot be read: JSON that does not parse, a value of the wrong
+        /// type (in the body, the query or a header), or a body or nested object that is not a
+        /// JSON object.
+        InvalidBody = "invalid_body",
+        /// 400, a body field the schema does not have; `field` names it.
+        UnknownField = "unknown_field",
+        /// 400, a required body field left out; `field` names it.
+        MissingField = "missing_field",
+        /// 400, `email` is not an email address of at most 254 characters.
+        InvalidEmail = "invalid_email",
+        /// 400, `displayName` is not 1 to 64 characters, is all white space, or has control
+        /// characters.
+        InvalidDisplayName = "invalid_display_name",
+        /// 400, `shippingAddress.line1` (1 to 100 characters, not all white space) or `line2`
+        /// (at most 100) breaks its rule, or has control characters.
+        InvalidAddressLine = "invalid_address_line",
+        /// 400, `shippingAddress.city` is not 1 to 64 characters, is all white space, or has
+        /// control characters.
+        InvalidCity = "invalid_city",
+        /// 400, `shippingAddress.region` is over 64 characters or has control characters.
+        InvalidRegion = "invalid_region",
+        /// 400, `shippingAddress.postalCode` is not 1 to 16 letters, digits, spaces and dashes
+        /// with at least one letter or digit.
+        InvalidPostalCode = "invalid_postal_code",
+        /// 400, `shippingAddress.country` is not an assigned upper-case ISO 3166-1 alpha-2 code.
+        InvalidCountry = "invalid_country",
+        /// 400, `preferredWallet` is not `0x` and 40 hex digits.
+        InvalidWalletAddress = "invalid_wallet_address",
+        /// 400, a mixed-case `preferredWallet` fails its EIP-55 checksum.
+        WalletChecksumMismatch = "wallet_checksum_mismatch",
+        /// 400, `avatarUrl` is not an https URL with a host name and no credentials, of at most
+        /// 2048 characters.
+        InvalidAvatarUrl = "invalid_avatar_url",
+        /// 400, `dashboardSettings.ordersPageSize` is not from 1 to 100.
+        InvalidPageSize = "invalid_page_size",
+        /// 400, `dashboardSettings.locale` is not a BCP 47 language tag.
+        InvalidLocale = "invalid_locale",
+        /// 413, the request body is over the endpoint's size limit.
+        PayloadTooLarge = "payload_too_large",
+        /// 412, the profile changed since the `If-Match` version was read: read it again.
+        PreconditionFailed = "precondition_failed",
+        /// 428, `If-Match` is missing, empty or `*` on a profile update.
+        PreconditionRequired = "precondition_required",
+        /// 503, the store, Stripe or the token issuer's keys are unavailable for now: retry
+        /// after `retry_after_seconds`.
+        ServiceUnavailable = "service_unavailable",
+        /// 500, an error on the server's side (details only in its log).
+        InternalError = "internal_error",
+        /// 400, a `page_token` that is malformed, truncated, or not from this member's listing
+        /// with these filters.
+        InvalidPageToken = "invalid_page_token",
+        /// 400, `limit` is over 100 (0 or not a number is `invalid_body`).
+        InvalidLimit = "invalid_limit",
+        /// 400, `createdAfter` is not earlier than `createdBefore`.
+        InvalidDateRange = "invalid_date_range",
+        /// 404, no such order for this member (another member's order included).
+        OrderNotFound = "order_not_found",
+        /// 400, a Stripe webhook whose `Stripe-Signature` is missing, stale, or does not match
+        /// the body.
+        InvalidSignature = "invalid_signature",
+        /// 400, a `userId` that is not 1 to 128 characters without control characters (admin
+        /// endpoints).
+        InvalidUserId = "invalid_user_id",
+        /// 400, `stripeCustomerId` is not `cus_` and 1 to 64 letters or digits.
+        InvalidStripeCustomerId = "invalid_stripe_customer_id",
+        /// 403, an admin endpoint called without the admin scope or group.
+        Forbidden = "forbidden",
+        /// 404, no member with this user id has a profile (admin linking).
+        MemberNotFound = "member_not_found",
+        /// 409, the Stripe customer is already linked to another member.
+        CustomerAlreadyLinked = "customer_already_linked",
+        /// 404, Dropshot's own not-found error, should one reach an endpoint (none does with
+        /// Dropshot 0.18; an unknown path gets Dropshot's body, without a code).
+        NotFound = "not_found",
+        /// 405, Dropshot's own method-not-allowed error, should one reach an endpoint (none does
+        /// with Dropshot 0.18).
+        MethodNotAllowed = "method_not_allowed",
+        /// 415, Dropshot's own unsupported-media-type error, should one reach an endpoint (with
+        /// Dropshot 0.18 a wrong content type is 400 `invalid_body`).
+        UnsupportedMediaType = "unsupported_media_type",
+        /// 4xx, any other client-error status Dropshot reports without a code of this list.
+        InvalidRequest = "invalid_request",
+    }
+    events {
+        /// 400 on `POST /events`: the body is not JSON.
+        InvalidEvent = "invalid_event",
+        /// 400 on `POST /events`: neither an SQS batch nor a schedule event.
+        UnknownEvent = "unknown_event",
+        /// 503 on `POST /events`: the scheduled reconcile failed (so the schedule retries it).
+        ReconcileFailed = "reconcile_failed",
+    }
+}
+
+impl ErrorCode {
+    /// The code sent as `code`, if it is one of the list.
+    pub fn from_code(code: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.iter().copied().find(|c| c.as_str() == code)
+    }
+
+    /// The description of `error_code` in the spec: one line per code of [`ErrorCode::API`],
+    /// from its doc comment.
+    pub fn api_description() -> String {
+        let mut text = String::from(
+            "Stable, machine-readable error code: clients match on it. New codes may be added; \
+             treat a code you do not know by the HTTP status. The codes and when they are sent:\n",
+        );
+        for code in ErrorCode::API {
+            let doc = code.doc().split_whitespace().collect::<Vec<_>>().join(" ");
+            text.push_str(&format!("\n- `{}`: {doc}", code.as_str()));
+        }
+        text
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The schema of `error_code`: a plain string (so that a new code breaks no client), described
+/// by the list.
+fn error_code_schema(_: &mut SchemaGenerator) -> Schema {
+    SchemaObject {
+        instance_type: Some(InstanceType::String.into()),
+        metadata: Some(Box::new(Metadata {
+            description: Some(ErrorCode::api_description()),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+    .into()
+}
+
 /// The body of every error response.
 ///
-/// `error_code` values are stable: clients match on them. Those of general use:
-/// `unauthorized` (401, any token problem), `invalid_body` (400, malformed JSON, a value of the
-/// wrong type, or a body or nested object that is not a JSON object), `unknown_field` (400),
-/// `payload_too_large` (413), `precondition_required` (428), `precondition_failed` (412),
-/// `service_unavailable` (503, retry after `retry_after_seconds`), `internal_error` (500). Field
-/// validation errors have a code per rule, such as `invalid_email` or `invalid_country`.
+/// `error_code` is stable (its description lists every code); `message` is for people; `field`,
+/// when present, is the JSON path of the input at fault (for example `shippingAddress.country`).
 #[derive(Clone, Debug, Serialize, JsonSchema, thiserror::Error)]
 #[error("{status} {error_code}: {message}")]
 pub struct ApiError {
-    /// Stable, machine-readable error code.
+    // Documented by `error_code_schema` (the list of codes) rather than a doc comment.
+    #[schemars(schema_with = "error_code_schema")]
     pub error_code: String,
     /// Human-readable explanation.
     pub message: String,
@@ -33,9 +219,9 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with a status, code and message.
-    pub fn new(status: ErrorStatusCode, error_code: &str, message: impl Into<String>) -> Self {
+    pub fn new(status: ErrorStatusCode, error_code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            error_code: error_code.to_string(),
+            error_code: error_code.as_str().to_string(),
             message: message.into(),
             field: None,
             retry_after_seconds: None,
@@ -57,43 +243,116 @@ impl HttpResponseError for ApiError {
 }
 
 /// Dropshot's own errors (body too large, JSON that does not parse, a bad header) reach clients
-/// in the same shape, with stable codes instead of Dropshot's free text.
+/// in the same shape, with codes of the list instead of Dropshot's free text.
 impl From<HttpError> for ApiError {
     fn from(error: HttpError) -> Self {
         let message = error.external_message;
         if message.contains("request body exceeded maximum size") {
-            return ApiError::new(ErrorStatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message);
+            return ApiError::new(
+                ErrorStatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                message,
+            );
         }
         if let Some(field) = between(&message, "unknown field `", "`") {
             return ApiError::new(
                 ErrorStatusCode::BAD_REQUEST,
-                "unknown_field",
+                ErrorCode::UnknownField,
                 format!("unknown field `{field}`"),
             )
             .with_field(field);
         }
         if message.contains("pagination token") || message.contains("page_token") {
-            return ApiError::new(ErrorStatusCode::BAD_REQUEST, "invalid_page_token", message)
-                .with_field("page_token");
+            return ApiError::new(
+                ErrorStatusCode::BAD_REQUEST,
+                ErrorCode::InvalidPageToken,
+                message,
+            )
+            .with_field("page_token");
         }
         if let Some(field) = between(&message, "missing field `", "`") {
-            return ApiError::new(ErrorStatusCode::BAD_REQUEST, "missing_field", message.clone())
-                .with_field(field);
+            return ApiError::new(
+                ErrorStatusCode::BAD_REQUEST,
+                ErrorCode::MissingField,
+                message.clone(),
+            )
+            .with_field(field);
         }
-        let error_code = match (error.error_code, error.status_code.as_u16()) {
+        // A code Dropshot set is kept only if it is one of the list (Dropshot's own
+        // `for_internal_error` says `Internal`, which becomes `internal_error`).
+        let listed = error.error_code.as_deref().and_then(ErrorCode::from_code);
+        let error_code = match (listed, error.status_code.as_u16()) {
             (Some(code), _) => code,
-            (None, 400) => "invalid_body".to_string(),
-            (None, 404) => "not_found".to_string(),
-            (None, 405) => "method_not_allowed".to_string(),
-            (None, 415) => "unsupported_media_type".to_string(),
-            (None, s) if s >= 500 => "internal_error".to_string(),
-            (None, _) => "invalid_request".to_string(),
+            (None, 400) => ErrorCode::InvalidBody,
+            (None, 404) => ErrorCode::NotFound,
+            (None, 405) => ErrorCode::MethodNotAllowed,
+            (None, 415) => ErrorCode::UnsupportedMediaType,
+            (None, s) if s >= 500 => ErrorCode::InternalError,
+            (None, _) => ErrorCode::InvalidRequest,
         };
-        ApiError::new(error.status_code, &error_code, message)
+        ApiError::new(error.status_code, error_code, message)
     }
 }
 
 fn between<'a>(haystack: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let rest = &haystack[haystack.find(start)? + start.len()..];
     Some(&rest[..rest.find(end)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_distinct_snake_case_and_documented() {
+        let mut seen = HashSet::new();
+        for code in ErrorCode::ALL {
+            let text = code.as_str();
+            assert!(seen.insert(text), "{text} is listed twice");
+            assert!(
+                text.split('_').all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase())),
+                "{text} is not snake_case"
+            );
+            assert!(!code.doc().trim().is_empty(), "{text} has no doc comment");
+            assert_eq!(ErrorCode::from_code(text), Some(*code));
+        }
+        assert_eq!(ErrorCode::ALL.len(), ErrorCode::API.len() + ErrorCode::EVENTS.len());
+        assert!(ErrorCode::API.iter().all(|c| !ErrorCode::EVENTS.contains(c)));
+    }
+
+    /// The spec lists every code of the API, and no code of `/events`.
+    #[test]
+    fn the_schema_lists_the_api_codes() {
+        let schema = schemars::schema_for!(ApiError);
+        let json = serde_json::to_value(&schema).unwrap();
+        let description = json["properties"]["error_code"]["description"].as_str().unwrap();
+        assert_eq!(json["properties"]["error_code"]["type"], "string");
+        for code in ErrorCode::API {
+            assert!(description.contains(&format!("- `{code}`: ")), "{code} not in the schema");
+        }
+        for code in ErrorCode::EVENTS {
+            assert!(!description.contains(&format!("`{code}`")), "{code} in the schema");
+        }
+    }
+
+    #[test]
+    fn dropshot_errors_get_codes_of_the_list() {
+        let cases = [
+            (HttpError::for_internal_error("serializing failed".into()), 500, "internal_error"),
+            (HttpError::for_bad_request(None, "bad header".into()), 400, "invalid_body"),
+            (
+                HttpError::for_bad_request(
+                    None,
+                    "unable to parse JSON body: unknown field `x`".into(),
+                ),
+                400,
+                "unknown_field",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let api = ApiError::from(error);
+            assert_eq!((api.status.as_u16(), api.error_code.as_str()), (status, code));
+        }
+    }
 }

@@ -6,8 +6,9 @@
 //!
 //! Conventions shared by every endpoint:
 //! - JSON fields are camelCase; timestamps are RFC 3339 UTC; ids are opaque strings.
-//! - Every error is an [`ApiError`]: a stable `error_code` for programs, a `message` for people,
-//!   and `field`, the JSON path of the input at fault (for example `shippingAddress.country`).
+//! - Every error is an [`ApiError`]: a stable `error_code` for programs (one of the list
+//!   [`ErrorCode`]), a `message` for people, and `field`, the JSON path of the input at fault
+//!   (for example `shippingAddress.country`).
 
 use dropshot::{
     EndpointTagPolicy, Header, HttpResponseHeaders, HttpResponseOk, Path, Query, RequestContext,
@@ -26,7 +27,7 @@ mod sync;
 mod webhooks;
 
 pub use body::JsonBody;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use health::Health;
 pub use orders::{
     Order, OrderCharge, OrderDispute, OrderFilters, OrderItem, OrderPath, OrderRefund,

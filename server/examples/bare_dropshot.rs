@@ -48,8 +48,8 @@ async fn store_read(
 async fn main() {
     let bind = std::env::var("DASHBOARD_BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:8090".into());
     let format = match std::env::var("DASHBOARD_LOG_FORMAT").as_deref() {
-        Ok("pretty") => dashboard_server::config::LogFormat::Pretty,
-        _ => dashboard_server::config::LogFormat::Json,
+        Ok("pretty") => dashboard_server::logging::LogFormat::Pretty,
+        _ => dashboard_server::logging::LogFormat::Json,
     };
     let level = std::env::var("DASHBOARD_LOG_LEVEL").unwrap_or_else(|_| "info".into());
     let log = dashboard_server::logging::logger(format, &level);

@@ -103,12 +103,8 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// The admin rule: `/internal/*` needs the admin scope (or group) on a valid token.
-    pub fn require_admin(&self, identity: &Identity) -> Result<(), crate::error::DomainError> {
-        if identity.scopes.iter().any(|s| s == &self.config.admin_scope) {
-            Ok(())
-        } else {
-            Err(crate::error::DomainError::Forbidden)
-        }
+    pub fn is_admin(&self, identity: &Identity) -> bool {
+        identity.scopes.iter().any(|s| s == &self.config.admin_scope)
     }
 
     pub fn new(config: AuthConfig) -> Self {
@@ -275,37 +271,4 @@ impl JwksStore {
             }
         }
     }
-}
-
-/// Mints a development HS256 token (the `mint-token` command and the local default).
-pub fn mint_dev_token(
-    secret: &[u8],
-    issuer: &str,
-    client_id: &str,
-    user_id: &str,
-    email: Option<&str>,
-    scopes: &[String],
-    ttl: Duration,
-) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let mut claims = serde_json::json!({
-        "sub": user_id,
-        "iss": issuer,
-        "client_id": client_id,
-        "token_use": "access",
-        "iat": now,
-        "exp": now + ttl.as_secs() as i64,
-    });
-    if let Some(email) = email {
-        claims["email"] = email.into();
-    }
-    if !scopes.is_empty() {
-        claims["scope"] = scopes.join(" ").into();
-    }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret),
-    )
-    .expect("HS256 encoding cannot fail")
 }

@@ -2,17 +2,13 @@
 //! start into the settings each module needs. Every mistake is reported as one clear line.
 
 use crate::auth::{AuthConfig, JwksSource};
-use clap::{Args, ValueEnum};
+#[cfg(feature = "embedded")]
+use crate::dev::{auth_config as dev_auth, secret_file as dev_secret_file};
+use crate::logging::LogFormat;
+use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Issuer and audience used by the development HS256 tokens of the embedded default.
-pub const DEV_ISSUER: &str = "babes-club-dev";
-pub const DEV_CLIENT_ID: &str = "dashboard-dev";
-/// The demo member of the development default.
-pub const DEMO_USER: &str = "demo-member";
-pub const DEMO_EMAIL: &str = "demo@babes.club";
 
 /// Everything the server reads from its environment. Field docs are the `--help` text.
 #[derive(Args, Clone, Debug)]
@@ -122,14 +118,6 @@ pub enum StripeSetting {
     Simulated,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line (production, CloudWatch).
-    Json,
-    /// Human-readable lines (local runs).
-    Pretty,
-}
-
 /// Where the tables live.
 #[derive(Clone, Debug)]
 pub enum StoreConfig {
@@ -213,17 +201,8 @@ impl ServerArgs {
             || self.jwt_client_id.is_some();
         let embedded = matches!(store, StoreConfig::Embedded { .. });
         let auth = if !any_auth && embedded {
-            AuthConfig {
-                issuer: DEV_ISSUER.into(),
-                client_id: DEV_CLIENT_ID.into(),
-                accept_id_tokens: false,
-                hs256_secret: Some(dev_secret(&self.data_dir)?),
-                jwks: None,
-                jwks_min_refresh: Duration::from_secs(self.jwks_min_refresh_secs),
-                leeway_secs: 5,
-                dev_mode: true,
-                admin_scope: self.admin_scope,
-            }
+            let min_refresh = Duration::from_secs(self.jwks_min_refresh_secs);
+            dev_auth(&self.data_dir, min_refresh, self.admin_scope)?
         } else {
             if jwks.is_none() && hs256_secret.is_none() {
                 return Err("no token verification configured: set DASHBOARD_JWKS_URL, \
@@ -272,7 +251,7 @@ impl ServerArgs {
         let cursor_key = match self.cursor_key {
             Some(key) if key.len() >= 32 => key.into_bytes(),
             Some(_) => return Err("DASHBOARD_CURSOR_KEY must be at least 32 bytes".into()),
-            None if dev => dev_file_secret(&self.data_dir, "dev-cursor-key")?,
+            None if dev => dev_secret_file(&self.data_dir, "dev-cursor-key")?,
             None => {
                 return Err(
                     "DASHBOARD_CURSOR_KEY is required outside the development default".into()
@@ -297,25 +276,15 @@ impl ServerArgs {
     }
 }
 
-/// The development HS256 secret: random, kept in the data folder so dev tokens survive
-/// restarts, and never in the repository.
-pub fn dev_secret(data_dir: &std::path::Path) -> Result<Vec<u8>, String> {
-    dev_file_secret(data_dir, "dev-hs256-secret")
+// A build without the development default never resolves to the embedded store.
+#[cfg(not(feature = "embedded"))]
+fn dev_auth(_: &std::path::Path, _: Duration, _: String) -> Result<AuthConfig, String> {
+    Err("this build has no development default".into())
 }
 
-/// A random development secret kept in the data folder (created on first use).
-fn dev_file_secret(data_dir: &std::path::Path, name: &str) -> Result<Vec<u8>, String> {
-    let path = data_dir.join(name);
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        return hex::decode(existing.trim())
-            .map_err(|e| format!("{} is corrupt ({e}); delete it", path.display()));
-    }
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create data folder {}: {e}", data_dir.display()))?;
-    let secret: [u8; 32] = rand::random();
-    std::fs::write(&path, hex::encode(secret))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(secret.to_vec())
+#[cfg(not(feature = "embedded"))]
+fn dev_secret_file(_: &std::path::Path, _: &str) -> Result<Vec<u8>, String> {
+    Err("this build has no development default".into())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use crate::auth::AuthError;
 use crate::storage::StoreError;
-use dashboard_api::ApiError;
+use dashboard_api::{ApiError, ErrorCode};
 use dropshot::ErrorStatusCode;
 use slog::{debug, error, warn, Logger};
 
@@ -13,39 +13,44 @@ const RETRY_AFTER_SECS: u32 = 1;
 pub enum DomainError {
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// An input that breaks a validation rule: the rule's code, and the field at fault.
     #[error("{field}: {message}")]
-    Invalid { code: &'static str, field: String, message: String },
+    Invalid { code: ErrorCode, field: String, message: String },
     #[error("If-Match missing")]
     PreconditionRequired,
     #[error("stale If-Match")]
     PreconditionFailed,
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("not found")]
-    NotFound,
+    /// No such order for this member (another member's order included).
+    #[error("order not found")]
+    OrderNotFound,
     #[error("member not found")]
     MemberNotFound,
-    #[error("forbidden")]
-    Forbidden,
+    /// An admin endpoint called without the admin scope or group.
+    #[error("admin scope required")]
+    AdminRequired,
     #[error("invalid page token")]
     InvalidPageToken,
+    /// A Stripe webhook whose signature is missing or wrong (the reason is only logged).
     #[error("invalid webhook signature: {0}")]
-    InvalidSignature(&'static str),
-    #[error("conflict: {0}")]
-    Conflict(&'static str),
+    InvalidWebhookSignature(&'static str),
+    /// The Stripe customer is already linked to another member.
+    #[error("Stripe customer already linked to another member")]
+    CustomerAlreadyLinked,
     /// Stripe could not be reached (after retries).
     #[error("{0}")]
-    Upstream(String),
+    StripeUnavailable(String),
 }
 
 impl From<crate::stripe::StripeFailure> for DomainError {
     fn from(failure: crate::stripe::StripeFailure) -> Self {
-        DomainError::Upstream(failure.to_string())
+        DomainError::StripeUnavailable(failure.to_string())
     }
 }
 
 impl DomainError {
-    pub fn invalid(code: &'static str, field: &str, message: &str) -> Self {
+    pub fn invalid(code: ErrorCode, field: &str, message: &str) -> Self {
         DomainError::Invalid { code, field: field.to_string(), message: message.to_string() }
     }
 }
@@ -68,13 +73,13 @@ impl DomainError {
             }
             DomainError::PreconditionRequired => ApiError::new(
                 ErrorStatusCode::from_u16(428).expect("428 is a client error"),
-                "precondition_required",
+                ErrorCode::PreconditionRequired,
                 "send If-Match with the ETag of the profile you read",
             ),
             DomainError::PreconditionFailed | DomainError::Store(StoreError::ConditionFailed) => {
                 ApiError::new(
                     ErrorStatusCode::PRECONDITION_FAILED,
-                    "precondition_failed",
+                    ErrorCode::PreconditionFailed,
                     "the profile changed since you read it; read it again and retry",
                 )
             }
@@ -82,42 +87,42 @@ impl DomainError {
                 warn!(log, "store unavailable"; "error" => why);
                 unavailable()
             }
-            DomainError::NotFound => ApiError::new(
+            DomainError::OrderNotFound => ApiError::new(
                 ErrorStatusCode::NOT_FOUND,
-                "order_not_found",
+                ErrorCode::OrderNotFound,
                 "no such order for this member",
             ),
             DomainError::MemberNotFound => ApiError::new(
                 ErrorStatusCode::NOT_FOUND,
-                "member_not_found",
+                ErrorCode::MemberNotFound,
                 "no member with this id has a profile",
             ),
-            DomainError::Forbidden => ApiError::new(
+            DomainError::AdminRequired => ApiError::new(
                 ErrorStatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "this operation needs the admin scope",
             ),
             DomainError::InvalidPageToken => ApiError::new(
                 ErrorStatusCode::BAD_REQUEST,
-                "invalid_page_token",
+                ErrorCode::InvalidPageToken,
                 "page_token is not valid for this member and listing",
             )
             .with_field("page_token"),
-            DomainError::InvalidSignature(why) => {
+            DomainError::InvalidWebhookSignature(why) => {
                 debug!(log, "webhook rejected"; "reason" => why);
                 ApiError::new(
                     ErrorStatusCode::BAD_REQUEST,
-                    "invalid_signature",
+                    ErrorCode::InvalidSignature,
                     "missing or invalid Stripe-Signature",
                 )
                 .with_field("Stripe-Signature")
             }
-            DomainError::Conflict(code) => ApiError::new(
+            DomainError::CustomerAlreadyLinked => ApiError::new(
                 ErrorStatusCode::CONFLICT,
-                code,
+                ErrorCode::CustomerAlreadyLinked,
                 "the Stripe customer belongs to another member",
             ),
-            DomainError::Upstream(why) => {
+            DomainError::StripeUnavailable(why) => {
                 warn!(log, "Stripe unavailable"; "error" => why);
                 unavailable()
             }
@@ -125,7 +130,7 @@ impl DomainError {
                 error!(log, "store error"; "error" => why);
                 ApiError::new(
                     ErrorStatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
+                    ErrorCode::InternalError,
                     "internal error",
                 )
             }
@@ -135,13 +140,17 @@ impl DomainError {
 
 /// The one body every authentication failure gets, whatever the reason.
 pub fn unauthorized() -> ApiError {
-    ApiError::new(ErrorStatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid bearer token")
+    ApiError::new(
+        ErrorStatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthorized,
+        "missing or invalid bearer token",
+    )
 }
 
 fn unavailable() -> ApiError {
     let mut error = ApiError::new(
         ErrorStatusCode::SERVICE_UNAVAILABLE,
-        "service_unavailable",
+        ErrorCode::ServiceUnavailable,
         "temporarily unavailable; retry shortly",
     );
     error.retry_after_seconds = Some(RETRY_AFTER_SECS);

@@ -2,6 +2,7 @@
 //! pass-through path): SQS batches of stale-order refreshes and the daily schedule.
 
 use crate::orders::OrderService;
+use dashboard_api::ErrorCode;
 use dropshot::HttpError;
 use serde_json::{json, Value};
 use slog::{info, warn, Logger};
@@ -38,14 +39,21 @@ pub async fn handle(
         let report = orders
             .reconcile_all()
             .await
-            .map_err(|e| HttpError::for_unavail(Some("reconcile_failed".into()), e.to_string()))?;
+            .map_err(|e| HttpError::for_unavail(code(ErrorCode::ReconcileFailed), e.to_string()))?;
         info!(log, "scheduled reconcile"; "record_type" => "audit", "action" => "sync.scheduled",
             "members" => report.members, "failed" => report.failed);
-        return serde_json::to_value(report)
-            .map_err(|e| HttpError::for_internal_error(e.to_string()));
+        return serde_json::to_value(report).map_err(|e| HttpError {
+            error_code: code(ErrorCode::InternalError),
+            ..HttpError::for_internal_error(e.to_string())
+        });
     }
     Err(HttpError::for_bad_request(
-        Some("unknown_event".into()),
+        code(ErrorCode::UnknownEvent),
         "not an SQS batch or a schedule".into(),
     ))
+}
+
+/// The `error_code` of a Dropshot error this path sends: always one of the list.
+fn code(code: ErrorCode) -> Option<String> {
+    Some(code.as_str().to_string())
 }

@@ -1,9 +1,9 @@
-//! HTTP handlers: authenticate, validate, call the domain, map errors. Nothing else.
+//! HTTP handlers: authenticate, validate, call the domain, map errors. Nothing else; and the
+//! context they share.
 
 use crate::auth::Identity;
 use crate::error::DomainError;
 use crate::profiles;
-use crate::ServerContext;
 use dashboard_api::{
     ApiError, DashboardApi, Health, IfMatchHeader, JsonBody, LinkStripeCustomer, MemberPath, Order,
     OrderPath, OrdersPage, OrdersQuery, Profile, ProfileHeaders, ProfileUpdate,
@@ -13,6 +13,15 @@ use dropshot::{
     Header, HttpResponseHeaders, HttpResponseOk, Path, Query, RequestContext, UntypedBody,
 };
 use std::future::Future;
+
+/// Shared state of every request.
+pub struct ServerContext {
+    pub store: crate::storage::Store,
+    pub auth: crate::auth::Authenticator,
+    pub orders: std::sync::Arc<crate::orders::OrderService>,
+    /// Development default only: a token for the demo member (served on `/dev/token`).
+    pub dev_token: Option<String>,
+}
 
 /// The implementation of the API trait (never constructed).
 pub enum DashboardImpl {}
@@ -49,7 +58,9 @@ where
     Fut: Future<Output = Result<T, DomainError>>,
 {
     member(rqctx, |identity| async {
-        rqctx.context().auth.require_admin(&identity)?;
+        if !rqctx.context().auth.is_admin(&identity) {
+            return Err(DomainError::AdminRequired);
+        }
         slog::info!(rqctx.log, "admin action";
             "record_type" => "audit", "user_id" => &identity.user_id,
             "action" => rqctx.endpoint.operation_id.clone());
@@ -138,7 +149,7 @@ impl DashboardApi for DashboardImpl {
         let result = rqctx.context().orders.webhook(body.as_bytes(), signature.as_deref()).await;
         let outcome = match &result {
             Ok(ack) => ack.outcome.as_str(),
-            Err(DomainError::InvalidSignature(_)) => "rejected",
+            Err(DomainError::InvalidWebhookSignature(_)) => "rejected",
             Err(_) => "failed",
         };
         crate::metrics::webhook(&rqctx.log, outcome);
@@ -175,26 +186,6 @@ impl DashboardApi for DashboardImpl {
     }
 }
 
-/// A development token for the demo member.
-#[derive(serde::Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DevToken {
-    pub token: String,
-    pub user_id: String,
-}
-
-/// Development default only, and not part of the API: lets the example dashboard sign in with
-/// one click. Registered only when the server runs its development default.
-#[dropshot::endpoint { method = GET, path = "/dev/token", unpublished = true }]
-pub async fn dev_token(
-    rqctx: RequestContext<ServerContext>,
-) -> Result<HttpResponseOk<DevToken>, dropshot::HttpError> {
-    let token = rqctx.context().dev_token.clone().ok_or_else(|| {
-        dropshot::HttpError::for_not_found(None, "no development token".to_string())
-    })?;
-    Ok(HttpResponseOk(DevToken { token, user_id: crate::config::DEMO_USER.to_string() }))
-}
-
 /// Non-HTTP work delivered by the AWS Lambda Web Adapter on its pass-through path: SQS batches
 /// (stale-order refreshes: `{"userId": …}` bodies) and the daily EventBridge schedule. Not part
 /// of the API: API Gateway routes nothing here, and a request that came through API Gateway
@@ -217,7 +208,8 @@ pub async fn lambda_events(
         ));
     }
     let event: serde_json::Value = serde_json::from_slice(body.as_bytes()).map_err(|e| {
-        dropshot::HttpError::for_bad_request(Some("invalid_event".into()), format!("not JSON: {e}"))
+        let code = dashboard_api::ErrorCode::InvalidEvent.as_str().to_string();
+        dropshot::HttpError::for_bad_request(Some(code), format!("not JSON: {e}"))
     })?;
     let orders = rqctx.context().orders.clone();
     crate::events::handle(&orders, &rqctx.log, &event).await.map(HttpResponseOk)

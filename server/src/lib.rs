@@ -1,11 +1,23 @@
 //! The member dashboard API server: Dropshot handlers over DynamoDB.
 //!
-//! [`start`] is the whole server: the binary, the integration tests and (later) the Lambda
-//! build all go through it.
+//! [`start`] is the whole server: the binary, the integration tests and the Lambda build all go
+//! through it, in four named steps (connect the store, build the Stripe client, describe the
+//! API, serve).
+//!
+//! Modules, each importing only from those above it (this file, the root, assembles them):
+//! 1. `storage` (DynamoDB: tables, records, the rules check), `metrics`, `logging`;
+//! 2. `auth` (tokens, the admin rule, its settings), `stripe` (the Stripe client), `cursor`;
+//! 3. `error` (domain failures to HTTP errors), `validate`;
+//! 4. `profiles`, `orders` (the domains);
+//! 5. `events` (Lambda pass-through work), `http` (handlers and their shared context);
+//! 6. `dev` (the development default: demo data, dev tokens and secrets, `/dev/token`);
+//! 7. `secrets`, `config` (reads flags and environment, assembles each module's settings).
 
 pub mod auth;
 pub mod config;
 pub mod cursor;
+#[cfg(feature = "embedded")]
+pub mod dev;
 pub mod error;
 pub mod events;
 pub mod http;
@@ -28,23 +40,25 @@ use storage::Store;
 /// payloads; endpoints that need less set their own limit.
 pub const DEFAULT_BODY_MAX_BYTES: usize = 256 * 1024;
 
-/// Shared state of every request.
-pub struct ServerContext {
-    pub store: Store,
-    pub auth: auth::Authenticator,
-    pub orders: std::sync::Arc<orders::OrderService>,
-    /// Development default only: a token for the demo member (served on `/dev/token`).
-    pub dev_token: Option<String>,
-}
+pub use http::ServerContext;
 
-/// A started server and, when used, the embedded store it talks to.
+/// The embedded store of the development default (nothing in a Lambda build).
+#[cfg(feature = "embedded")]
+pub type Embedded = Option<storage::embedded::EmbeddedStore>;
+#[cfg(not(feature = "embedded"))]
+pub type Embedded = ();
+
+/// The Stripe simulator of the development default (nothing in a Lambda build).
+#[cfg(feature = "embedded")]
+pub type Simulator = Option<stripe_sim::StripeSim>;
+#[cfg(not(feature = "embedded"))]
+pub type Simulator = ();
+
+/// A started server and what runs in process beside it.
 pub struct RunningServer {
     pub server: dropshot::HttpServer<ServerContext>,
-    #[cfg(feature = "embedded")]
-    pub embedded: Option<storage::embedded::EmbeddedStore>,
-    /// The in-process Stripe simulator of the development default.
-    #[cfg(feature = "embedded")]
-    pub stripe_sim: Option<stripe_sim::StripeSim>,
+    pub embedded: Embedded,
+    pub stripe_sim: Simulator,
 }
 
 impl RunningServer {
@@ -75,97 +89,106 @@ impl RunningServer {
     }
 }
 
-/// Connects the store (starting the embedded one if configured), creates local tables, and
-/// starts serving.
+/// Starts the server: connects the store, builds the Stripe client, describes the API and
+/// serves it.
 pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServer> {
+    let (store, embedded) = connect_store(config, log).await?;
+    let (stripe_config, stripe_sim) = stripe_client(&config.stripe).await?;
+    let webhook_secret = stripe_config.webhook_secret.clone();
+    let orders = std::sync::Arc::new(orders::OrderService::new(
+        store.clone(),
+        stripe::StripeApi::new(stripe_config),
+        config.orders.clone(),
+        refresh_queue(config).await,
+        log.new(slog::o!("component" => "orders")),
+    ));
     #[cfg(feature = "embedded")]
-    let mut embedded = None;
-    let store = match &config.store {
-        StoreConfig::Aws { region } => Store::connect(region, None, &config.table_prefix).await,
+    let dev_token = dev::demo_token(&config.auth);
+    #[cfg(not(feature = "embedded"))]
+    let dev_token = None;
+    let api = describe_api(dev_token.is_some())?;
+    let auth = auth::Authenticator::new(config.auth.clone());
+    let server = serve(config, log, api, ServerContext { store, auth, orders, dev_token })?;
+    #[cfg(feature = "embedded")]
+    if let Some(sim) = &stripe_sim {
+        let url = format!("http://{}/webhooks/stripe", server.local_addr());
+        sim.set_webhook_endpoint(&url, &webhook_secret);
+    }
+    let _ = webhook_secret;
+    Ok(RunningServer { server, embedded, stripe_sim })
+}
+
+/// The store client; creates missing tables on an endpoint or the embedded store (production
+/// tables come from `infra/`).
+async fn connect_store(config: &Config, log: &Logger) -> anyhow::Result<(Store, Embedded)> {
+    let prefix = &config.table_prefix;
+    match &config.store {
+        StoreConfig::Aws { region } => {
+            Ok((Store::connect(region, None, prefix).await, Embedded::default()))
+        }
         StoreConfig::Endpoint { url, region } => {
-            let store = Store::connect(region, Some(url), &config.table_prefix).await;
-            store.ensure_tables(&config.table_prefix).await.context("creating tables")?;
-            store
+            let store = Store::connect(region, Some(url), prefix).await;
+            store.ensure_tables(prefix).await.context("creating tables")?;
+            Ok((store, Embedded::default()))
         }
         #[cfg(feature = "embedded")]
         StoreConfig::Embedded { data_dir } => {
-            let running = storage::embedded::EmbeddedStore::start(data_dir.as_deref())
-                .await
-                .context("starting the embedded store")?;
-            let store =
-                Store::connect("local", Some(&running.endpoint), &config.table_prefix).await;
-            store.ensure_tables(&config.table_prefix).await.context("creating tables")?;
-            slog::info!(log, "embedded store ready"; "endpoint" => &running.endpoint,
-                "persisted" => data_dir.as_ref().map(|d| d.display().to_string()));
-            embedded = Some(running);
-            store
+            let (store, running) = dev::embedded_store(data_dir.as_deref(), prefix, log).await?;
+            Ok((store, Some(running)))
         }
         #[cfg(not(feature = "embedded"))]
-        StoreConfig::Embedded { .. } => anyhow::bail!("this build has no embedded store"),
-    };
-    #[cfg(feature = "embedded")]
-    let mut stripe_sim = None;
-    let stripe_config = match &config.stripe {
-        config::StripeSetting::Live(stripe) => stripe.clone(),
+        StoreConfig::Embedded { .. } => {
+            let _ = log;
+            anyhow::bail!("this build has no embedded store")
+        }
+    }
+}
+
+/// Stripe's settings: the configured account, or the development default's simulator.
+async fn stripe_client(
+    setting: &config::StripeSetting,
+) -> anyhow::Result<(stripe::StripeConfig, Simulator)> {
+    match setting {
+        config::StripeSetting::Live(stripe) => Ok((stripe.clone(), Simulator::default())),
         #[cfg(feature = "embedded")]
         config::StripeSetting::Simulated => {
-            let sim = stripe_sim::StripeSim::start().await;
-            let webhook_secret = format!("whsec_dev_{}", hex::encode(rand::random::<[u8; 16]>()));
-            let stripe = stripe::StripeConfig {
-                secret_key: sim.secret_key().to_string(),
-                webhook_secret,
-                api_base: sim.url().to_string(),
-                retry_base: std::time::Duration::from_millis(100),
-                max_attempts: 5,
-            };
-            stripe_sim = Some(sim);
-            stripe
+            let (stripe, sim) = dev::stripe_simulator().await;
+            Ok((stripe, Some(sim)))
         }
         #[cfg(not(feature = "embedded"))]
         config::StripeSetting::Simulated => anyhow::bail!("this build has no Stripe simulator"),
-    };
-    let webhook_secret = stripe_config.webhook_secret.clone();
-    let stripe_api = stripe::StripeApi::new(stripe_config);
-    // Built without network work: credentials and endpoints resolve on first send.
-    let queue = match &config.orders.refresh_queue_url {
-        Some(_) => {
-            let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-            Some(aws_sdk_sqs::Client::new(&shared))
-        }
-        None => None,
-    };
-    let orders = std::sync::Arc::new(orders::OrderService::new(
-        store.clone(),
-        stripe_api,
-        config.orders.clone(),
-        queue,
-        log.new(slog::o!("component" => "orders")),
-    ));
-    let dev_token = match (&config.auth.hs256_secret, config.auth.dev_mode) {
-        (Some(secret), true) => Some(auth::mint_dev_token(
-            secret,
-            &config.auth.issuer,
-            &config.auth.client_id,
-            config::DEMO_USER,
-            Some(config::DEMO_EMAIL),
-            &[],
-            std::time::Duration::from_secs(12 * 3600),
-        )),
-        _ => None,
-    };
+    }
+}
+
+/// The SQS client for stale refreshes, when a queue is configured. Built without network
+/// work: credentials and endpoints resolve on first send.
+async fn refresh_queue(config: &Config) -> Option<aws_sdk_sqs::Client> {
+    config.orders.refresh_queue_url.as_ref()?;
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    Some(aws_sdk_sqs::Client::new(&shared))
+}
+
+/// The API from the contract, plus the paths outside it: Lambda's pass-through `/events`, and
+/// `/dev/token` on the development default.
+fn describe_api(with_dev_token: bool) -> anyhow::Result<dropshot::ApiDescription<ServerContext>> {
     let mut api = dashboard_api::dashboard_api_mod::api_description::<http::DashboardImpl>()
         .map_err(|e| anyhow::anyhow!("building the API description: {e}"))?;
     api.register(http::lambda_events).map_err(|e| anyhow::anyhow!("registering /events: {e}"))?;
-    if dev_token.is_some() {
-        api.register(http::dev_token)
-            .map_err(|e| anyhow::anyhow!("registering /dev/token: {e}"))?;
+    #[cfg(feature = "embedded")]
+    if with_dev_token {
+        api.register(dev::dev_token).map_err(|e| anyhow::anyhow!("registering /dev/token: {e}"))?;
     }
-    let context = ServerContext {
-        store,
-        auth: auth::Authenticator::new(config.auth.clone()),
-        orders,
-        dev_token,
-    };
+    let _ = with_dev_token;
+    Ok(api)
+}
+
+/// Binds and starts serving.
+fn serve(
+    config: &Config,
+    log: &Logger,
+    api: dropshot::ApiDescription<ServerContext>,
+    context: ServerContext,
+) -> anyhow::Result<dropshot::HttpServer<ServerContext>> {
     let dropshot_config = dropshot::ConfigDropshot {
         bind_address: config.bind_addr,
         default_request_body_max_bytes: DEFAULT_BODY_MAX_BYTES,
@@ -174,21 +197,8 @@ pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServe
         log_headers: vec!["x-amzn-trace-id".to_string()],
         ..Default::default()
     };
-    let server = dropshot::ServerBuilder::new(api, context, log.clone())
+    dropshot::ServerBuilder::new(api, context, log.clone())
         .config(dropshot_config)
         .start()
-        .map_err(|e| anyhow::anyhow!("starting the HTTP server on {}: {e}", config.bind_addr))?;
-    #[cfg(feature = "embedded")]
-    if let Some(sim) = &stripe_sim {
-        let url = format!("http://{}/webhooks/stripe", server.local_addr());
-        sim.set_webhook_endpoint(&url, &webhook_secret);
-    }
-    let _ = webhook_secret;
-    Ok(RunningServer {
-        server,
-        #[cfg(feature = "embedded")]
-        embedded,
-        #[cfg(feature = "embedded")]
-        stripe_sim,
-    })
+        .map_err(|e| anyhow::anyhow!("starting the HTTP server on {}: {e}", config.bind_addr))
 }

@@ -27,12 +27,20 @@
 //! record on a value that does not serialise, and the JSON format needs the same degradation
 //! anyway; the adapter below covers both.
 
-use crate::config::LogFormat;
 use crate::metrics::EMF_KEY;
 use slog::{o, Drain, Key, Level, Logger, OwnedKVList, Record, RecordStatic, SerdeValue, KV};
 use std::fmt;
 use std::io::{LineWriter, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// How records are written (`DASHBOARD_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (production, CloudWatch).
+    Json,
+    /// Human-readable lines (local runs).
+    Pretty,
+}
 
 /// The process logger, on stderr. Unknown levels fall back to `info`.
 pub fn logger(format: LogFormat, level: &str) -> Logger {

@@ -1,13 +1,12 @@
 //! `dashboard-server`: runs the API (the default command) or mints a development token.
 
 use clap::{Parser, Subcommand};
-use dashboard_server::config::{
-    self, ServerArgs, DEMO_EMAIL, DEMO_USER, DEV_CLIENT_ID, DEV_ISSUER,
-};
-use dashboard_server::{auth, logging, storage::profiles::ProfileRecord};
-use slog::{info, warn};
+use dashboard_server::config::{self, ServerArgs};
+#[cfg(feature = "embedded")]
+use dashboard_server::dev;
+use dashboard_server::logging;
+use slog::info;
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[derive(Parser)]
 #[command(version, about = "Babes Club member dashboard API server")]
@@ -21,6 +20,7 @@ enum Command {
     /// Run the API server (the default when no command is given).
     Serve(Box<ServeArgs>),
     /// Print a development HS256 token for a member (development only).
+    #[cfg(feature = "embedded")]
     MintToken(MintArgs),
     /// Reconcile orders with Stripe once and print the report as JSON: one member, or every
     /// linked member (what the daily schedule runs).
@@ -56,6 +56,7 @@ struct ReconcileArgs {
     user_id: Option<String>,
 }
 
+#[cfg(feature = "embedded")]
 #[derive(clap::Args)]
 struct MintArgs {
     /// The member's user id (the token's `sub`).
@@ -76,9 +77,9 @@ struct MintArgs {
     /// Sign with this shared secret instead of the development one.
     #[arg(long, env = "DASHBOARD_JWT_HS256_SECRET", hide_env_values = true)]
     jwt_hs256_secret: Option<String>,
-    #[arg(long, env = "DASHBOARD_JWT_ISSUER", default_value = DEV_ISSUER)]
+    #[arg(long, env = "DASHBOARD_JWT_ISSUER", default_value = dev::DEV_ISSUER)]
     jwt_issuer: String,
-    #[arg(long, env = "DASHBOARD_JWT_CLIENT_ID", default_value = DEV_CLIENT_ID)]
+    #[arg(long, env = "DASHBOARD_JWT_CLIENT_ID", default_value = dev::DEV_CLIENT_ID)]
     jwt_client_id: String,
 }
 
@@ -89,64 +90,13 @@ struct DefaultServe {
     args: ServeArgs,
 }
 
-/// Gives the demo member a Stripe customer with a few dozen payments in different states in
-/// the simulator, then pulls them in through the real reconcile path.
-#[cfg(feature = "embedded")]
-async fn seed_demo_orders(running: &dashboard_server::RunningServer) -> Result<(), String> {
-    use stripe_sim::ItemSpec;
-    let Some(sim) = &running.stripe_sim else { return Ok(()) };
-    let customer = sim.create_customer(DEMO_EMAIL);
-    let products = [
-        ("Babes Club Tee", 3500),
-        ("Logo Hoodie", 7200),
-        ("Sticker Pack", 800),
-        ("Tote Bag", 2400),
-        ("Enamel Pin", 1200),
-    ];
-    sim.set_clock(chrono::Utc::now().timestamp() - 45 * 86_400);
-    for i in 0..32usize {
-        sim.advance(31 * 3600 + (i as i64 * 977) % 7200);
-        let (name, price) = products[i % products.len()];
-        let quantity = 1 + (i % 3) as u64;
-        let items = [ItemSpec::new(name, quantity, price), ItemSpec::new("Sticker Pack", 1, 800)];
-        let amount = price * quantity as i64 + 800;
-        if i % 11 == 4 {
-            sim.checkout(&customer, "usd", &items);
-            continue;
-        }
-        let pi = sim.create_payment_intent(&customer, amount, "usd", &items);
-        match i % 8 {
-            0..=2 => {
-                sim.succeed(&pi);
-            }
-            3 => {
-                sim.succeed(&pi);
-                sim.refund(&pi, 800);
-            }
-            4 => {
-                sim.succeed(&pi);
-                sim.refund(&pi, amount);
-            }
-            5 => {
-                sim.fail(&pi);
-            }
-            6 => sim.cancel(&pi),
-            _ => sim.process(&pi),
-        }
-    }
-    dashboard_server::profiles::link(running.store(), DEMO_USER, &customer)
-        .await
-        .map_err(|e| e.to_string())?;
-    running.orders().reconcile(DEMO_USER).await.map_err(|e| e.to_string())?;
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or_else(|| {
         Command::Serve(Box::new(DefaultServe::parse_from(["dashboard-server"]).args))
     });
     match command {
+        #[cfg(feature = "embedded")]
         Command::MintToken(args) => mint(args),
         #[cfg(feature = "embedded")]
         Command::Store(args) => runtime().block_on(store(args)),
@@ -229,10 +179,11 @@ async fn store(args: StoreArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+#[cfg(feature = "embedded")]
 fn mint(args: MintArgs) -> ExitCode {
     let secret = match args.jwt_hs256_secret {
         Some(secret) => secret.into_bytes(),
-        None => match config::dev_secret(&args.data_dir) {
+        None => match dev::hs256_secret(&args.data_dir) {
             Ok(secret) => secret,
             Err(error) => {
                 eprintln!("dashboard-server: {error}");
@@ -240,14 +191,14 @@ fn mint(args: MintArgs) -> ExitCode {
             }
         },
     };
-    let token = auth::mint_dev_token(
+    let token = dev::mint_token(
         &secret,
         &args.jwt_issuer,
         &args.jwt_client_id,
         &args.user_id,
         args.email.as_deref(),
         &args.scopes,
-        Duration::from_secs(args.ttl_secs),
+        std::time::Duration::from_secs(args.ttl_secs),
     );
     println!("{token}");
     ExitCode::SUCCESS
@@ -260,28 +211,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Err(code) => return code,
     };
     // Dropshot has written the "listening" record (with `local_addr`) as it started.
-    let addr = running.local_addr();
+    #[cfg(feature = "embedded")]
     if config.auth.dev_mode && !args.no_seed {
-        let seeded = ProfileRecord {
-            display_name: Some("Demo Member".into()),
-            ..ProfileRecord::new(DEMO_USER, Some(DEMO_EMAIL.into()), chrono::Utc::now())
-        };
-        if let Err(error) = running.store().create_profile(&seeded).await {
-            warn!(log, "could not seed the demo member"; "error" => error.to_string());
-        }
-        #[cfg(feature = "embedded")]
-        if let Err(error) = seed_demo_orders(&running).await {
-            warn!(log, "could not seed the demo orders"; "error" => error);
-        }
+        let sim = running.stripe_sim.as_ref();
+        dev::seed(running.store(), running.orders(), sim, &log).await;
         let token = running.dev_token().unwrap_or_default();
-        println!(
-            "\nBabes Club dashboard API on http://{addr}\n\
-             Embedded store in {dir}\n\n\
-             DEVELOPMENT ONLY token for {DEMO_USER} (HS256, dev secret, valid 12 h):\n{token}\n\n\
-             Try it:\n  curl -s -H 'Authorization: Bearer {token}' http://{addr}/dashboard/profile\n",
-            dir = data_dir.display(),
-        );
+        println!("{}", dev::banner(running.local_addr(), &data_dir, token));
     }
+    #[cfg(not(feature = "embedded"))]
+    let _ = (data_dir, &config, args.no_seed);
     tokio::select! {
         result = running.server.wait_for_shutdown() => {
             if let Err(error) = result {

@@ -153,7 +153,7 @@ pub async fn link(
     validate::stripe_customer_id(customer)?;
     if let Some(owner) = store.member_for_customer(customer).await? {
         if owner != user_id {
-            return Err(DomainError::Conflict("customer_already_linked"));
+            return Err(DomainError::CustomerAlreadyLinked);
         }
     }
     match store.link_customer(user_id, customer).await {

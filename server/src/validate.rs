@@ -5,13 +5,13 @@
 
 use crate::error::DomainError;
 use crate::storage::profiles::EditableFields;
-use dashboard_api::{DashboardSettings, ProfileUpdate, ShippingAddress};
+use dashboard_api::{DashboardSettings, ErrorCode, ProfileUpdate, ShippingAddress};
 use sha3::{Digest, Keccak256};
 use std::sync::LazyLock;
 
 type Result<T> = std::result::Result<T, DomainError>;
 
-fn invalid(code: &'static str, field: &str, message: impl Into<String>) -> DomainError {
+fn invalid(code: ErrorCode, field: &str, message: impl Into<String>) -> DomainError {
     DomainError::Invalid { code, field: field.to_string(), message: message.into() }
 }
 
@@ -36,7 +36,7 @@ pub fn email(value: &str) -> Result<String> {
     let value = value.trim();
     if too_long || !email_address::EmailAddress::is_valid(value) {
         return Err(invalid(
-            "invalid_email",
+            ErrorCode::InvalidEmail,
             "email",
             "must be an email address (at most 254 characters)",
         ));
@@ -47,7 +47,7 @@ pub fn email(value: &str) -> Result<String> {
 /// Free text: at most `max` characters as sent, no control characters, and with `min` = 1 not
 /// all white space (the schema's `maxLength` and `VISIBLE_TEXT_PATTERN` or
 /// `NO_CONTROL_PATTERN`). Stored without surrounding white space.
-fn text(value: &str, field: &str, code: &'static str, min: usize, max: usize) -> Result<String> {
+fn text(value: &str, field: &str, code: ErrorCode, min: usize, max: usize) -> Result<String> {
     let trimmed = value.trim();
     if value.chars().count() > max || trimmed.chars().count() < min {
         let what = if min > 0 { format!("{min} to {max}") } else { format!("at most {max}") };
@@ -63,7 +63,7 @@ fn text(value: &str, field: &str, code: &'static str, min: usize, max: usize) ->
 fn optional_text(
     value: Option<String>,
     field: &str,
-    code: &'static str,
+    code: ErrorCode,
     max: usize,
 ) -> Result<Option<String>> {
     let value = value.map(|v| text(&v, field, code, 0, max)).transpose()?;
@@ -71,20 +71,24 @@ fn optional_text(
 }
 
 fn display_name(value: &str) -> Result<String> {
-    text(value, "displayName", "invalid_display_name", 1, 64)
+    text(value, "displayName", ErrorCode::InvalidDisplayName, 1, 64)
 }
 
 fn shipping_address(address: ShippingAddress) -> Result<ShippingAddress> {
     const POSTAL_CODE: &str = "shippingAddress.postalCode";
     let postal_code = &address.postal_code;
     if !(1..=16).contains(&postal_code.chars().count()) {
-        return Err(invalid("invalid_postal_code", POSTAL_CODE, "must be 1 to 16 characters"));
+        return Err(invalid(
+            ErrorCode::InvalidPostalCode,
+            POSTAL_CODE,
+            "must be 1 to 16 characters",
+        ));
     }
     if !postal_code.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')
         || !postal_code.chars().any(|c| c.is_ascii_alphanumeric())
     {
         return Err(invalid(
-            "invalid_postal_code",
+            ErrorCode::InvalidPostalCode,
             POSTAL_CODE,
             "may hold only letters, digits, spaces and dashes, and at least one letter or digit",
         ));
@@ -94,16 +98,32 @@ fn shipping_address(address: ShippingAddress) -> Result<ShippingAddress> {
     let is_code = country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase());
     if !is_code || isocountry::CountryCode::for_alpha2(&country).is_err() {
         return Err(invalid(
-            "invalid_country",
+            ErrorCode::InvalidCountry,
             "shippingAddress.country",
             "must be an upper-case ISO 3166-1 alpha-2 country code such as US",
         ));
     }
     Ok(ShippingAddress {
-        line1: text(&address.line1, "shippingAddress.line1", "invalid_address_line", 1, 100)?,
-        line2: optional_text(address.line2, "shippingAddress.line2", "invalid_address_line", 100)?,
-        city: text(&address.city, "shippingAddress.city", "invalid_city", 1, 64)?,
-        region: optional_text(address.region, "shippingAddress.region", "invalid_region", 64)?,
+        line1: text(
+            &address.line1,
+            "shippingAddress.line1",
+            ErrorCode::InvalidAddressLine,
+            1,
+            100,
+        )?,
+        line2: optional_text(
+            address.line2,
+            "shippingAddress.line2",
+            ErrorCode::InvalidAddressLine,
+            100,
+        )?,
+        city: text(&address.city, "shippingAddress.city", ErrorCode::InvalidCity, 1, 64)?,
+        region: optional_text(
+            address.region,
+            "shippingAddress.region",
+            ErrorCode::InvalidRegion,
+            64,
+        )?,
         postal_code,
         country,
     })
@@ -115,7 +135,7 @@ fn wallet(value: &str) -> Result<String> {
     let hex = value.strip_prefix("0x").unwrap_or("");
     if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid(
-            "invalid_wallet_address",
+            ErrorCode::InvalidWalletAddress,
             FIELD,
             "must be 0x followed by 40 hex digits",
         ));
@@ -124,7 +144,7 @@ fn wallet(value: &str) -> Result<String> {
     let all_upper = !hex.bytes().any(|b| b.is_ascii_lowercase());
     if !(all_lower || all_upper) && eip55(hex) != hex {
         return Err(invalid(
-            "wallet_checksum_mismatch",
+            ErrorCode::WalletChecksumMismatch,
             FIELD,
             "mixed-case address fails its EIP-55 checksum",
         ));
@@ -159,26 +179,26 @@ static AVATAR_URL: LazyLock<regex::Regex> = LazyLock::new(|| {
 fn avatar_url(value: &str) -> Result<String> {
     const FIELD: &str = "avatarUrl";
     if value.chars().count() > 2048 {
-        return Err(invalid("invalid_avatar_url", FIELD, "must be at most 2048 characters"));
+        return Err(invalid(ErrorCode::InvalidAvatarUrl, FIELD, "must be at most 2048 characters"));
     }
     if !AVATAR_URL.is_match(value) {
         return Err(invalid(
-            "invalid_avatar_url",
+            ErrorCode::InvalidAvatarUrl,
             FIELD,
             "must be an https URL with a host name and no credentials",
         ));
     }
     let url = url::Url::parse(value)
-        .map_err(|e| invalid("invalid_avatar_url", FIELD, format!("is not a URL: {e}")))?;
+        .map_err(|e| invalid(ErrorCode::InvalidAvatarUrl, FIELD, format!("is not a URL: {e}")))?;
     if url.scheme() != "https" {
-        return Err(invalid("invalid_avatar_url", FIELD, "must use https"));
+        return Err(invalid(ErrorCode::InvalidAvatarUrl, FIELD, "must use https"));
     }
     if url.host_str().is_none_or(str::is_empty)
         || !url.username().is_empty()
         || url.password().is_some()
     {
         return Err(invalid(
-            "invalid_avatar_url",
+            ErrorCode::InvalidAvatarUrl,
             FIELD,
             "must name a host and carry no credentials",
         ));
@@ -194,7 +214,7 @@ pub fn user_id(field: &str, value: &str) -> Result<()> {
         Ok(())
     } else {
         Err(invalid(
-            "invalid_user_id",
+            ErrorCode::InvalidUserId,
             field,
             "must be 1 to 128 characters, none of them control characters",
         ))
@@ -208,7 +228,7 @@ pub fn stripe_customer_id(value: &str) -> Result<()> {
         Ok(())
     } else {
         Err(invalid(
-            "invalid_stripe_customer_id",
+            ErrorCode::InvalidStripeCustomerId,
             "stripeCustomerId",
             "must be cus_ followed by letters or digits",
         ))
@@ -218,7 +238,7 @@ pub fn stripe_customer_id(value: &str) -> Result<()> {
 fn settings(settings: DashboardSettings) -> Result<DashboardSettings> {
     if !(1..=100).contains(&settings.orders_page_size) {
         return Err(invalid(
-            "invalid_page_size",
+            ErrorCode::InvalidPageSize,
             "dashboardSettings.ordersPageSize",
             "must be from 1 to 100",
         ));
@@ -234,7 +254,7 @@ fn settings(settings: DashboardSettings) -> Result<DashboardSettings> {
         });
     if !well_formed {
         return Err(invalid(
-            "invalid_locale",
+            ErrorCode::InvalidLocale,
             "dashboardSettings.locale",
             "must be a BCP 47 language tag such as en-US",
         ));
@@ -318,7 +338,7 @@ mod tests {
             let schema = |pattern: &str, min: usize, max: usize| {
                 (min..=max).contains(&chars) && matches(pattern, value)
             };
-            let rule = |min, max| text(value, "f", "c", min, max).is_ok();
+            let rule = |min, max| text(value, "f", ErrorCode::InvalidDisplayName, min, max).is_ok();
             assert_eq!(rule(1, 64), schema(visible, 1, 64), "{value:?}");
             assert_eq!(rule(1, 100), schema(visible, 1, 100), "{value:?}");
             assert_eq!(rule(0, 64), schema(plain, 0, 64), "{value:?}");

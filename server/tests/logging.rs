@@ -2,8 +2,8 @@
 //! in both formats: every kind of record the server writes must come out, and no record may
 //! kill the logging thread.
 
-use dashboard_server::config::LogFormat;
 use dashboard_server::logging::logger_to;
+use dashboard_server::logging::LogFormat;
 use serde_json::{json, Value};
 use slog::{info, Logger};
 use std::collections::BTreeMap;

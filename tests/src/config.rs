@@ -4,7 +4,8 @@
 
 use crate::{ADMIN_SCOPE, CLIENT_ID, ISSUER, WEBHOOK_SECRET};
 use dashboard_server::auth::{AuthConfig, JwksSource};
-use dashboard_server::config::{Config, LogFormat, StoreConfig, StripeSetting};
+use dashboard_server::config::{Config, StoreConfig, StripeSetting};
+use dashboard_server::logging::LogFormat;
 use dashboard_server::orders::OrdersConfig;
 use dashboard_server::stripe::StripeConfig;
 use std::time::Duration;

@@ -92,8 +92,9 @@ pub fn managed_apis() -> anyhow::Result<ManagedApis> {
         metadata: ManagedApiMetadata {
             description: Some(
                 "Profile and order history for signed-in Babes Club members. Every `/dashboard/*` \
-                 call needs `Authorization: Bearer <JWT>`. Errors carry a stable `error_code`; \
-                 the input field at fault, if any, is in the `x-error-field` header.",
+                 call needs `Authorization: Bearer <JWT>`. Every error has the body `ApiError`: a \
+                 stable `error_code` (its description lists them all) and, when one input is at \
+                 fault, its JSON path in the body's `field`.",
             ),
             ..Default::default()
         },

@@ -192,10 +192,48 @@ export interface components {
         /**
          * @description The body of every error response.
          *
-         *     `error_code` values are stable: clients match on them. Those of general use: `unauthorized` (401, any token problem), `invalid_body` (400, malformed JSON, a value of the wrong type, or a body or nested object that is not a JSON object), `unknown_field` (400), `payload_too_large` (413), `precondition_required` (428), `precondition_failed` (412), `service_unavailable` (503, retry after `retry_after_seconds`), `internal_error` (500). Field validation errors have a code per rule, such as `invalid_email` or `invalid_country`.
+         *     `error_code` is stable (its description lists every code); `message` is for people; `field`, when present, is the JSON path of the input at fault (for example `shippingAddress.country`).
          */
         ApiError: {
-            /** @description Stable, machine-readable error code. */
+            /**
+             * @description Stable, machine-readable error code: clients match on it. New codes may be added; treat a code you do not know by the HTTP status. The codes and when they are sent:
+             *
+             *     - `unauthorized`: 401, any problem with the bearer token (missing, malformed, expired, wrong issuer or audience, bad signature): one uniform body whatever the reason.
+             *     - `invalid_body`: 400, a request that cannot be read: JSON that does not parse, a value of the wrong type (in the body, the query or a header), or a body or nested object that is not a JSON object.
+             *     - `unknown_field`: 400, a body field the schema does not have; `field` names it.
+             *     - `missing_field`: 400, a required body field left out; `field` names it.
+             *     - `invalid_email`: 400, `email` is not an email address of at most 254 characters.
+             *     - `invalid_display_name`: 400, `displayName` is not 1 to 64 characters, is all white space, or has control characters.
+             *     - `invalid_address_line`: 400, `shippingAddress.line1` (1 to 100 characters, not all white space) or `line2` (at most 100) breaks its rule, or has control characters.
+             *     - `invalid_city`: 400, `shippingAddress.city` is not 1 to 64 characters, is all white space, or has control characters.
+             *     - `invalid_region`: 400, `shippingAddress.region` is over 64 characters or has control characters.
+             *     - `invalid_postal_code`: 400, `shippingAddress.postalCode` is not 1 to 16 letters, digits, spaces and dashes with at least one letter or digit.
+             *     - `invalid_country`: 400, `shippingAddress.country` is not an assigned upper-case ISO 3166-1 alpha-2 code.
+             *     - `invalid_wallet_address`: 400, `preferredWallet` is not `0x` and 40 hex digits.
+             *     - `wallet_checksum_mismatch`: 400, a mixed-case `preferredWallet` fails its EIP-55 checksum.
+             *     - `invalid_avatar_url`: 400, `avatarUrl` is not an https URL with a host name and no credentials, of at most 2048 characters.
+             *     - `invalid_page_size`: 400, `dashboardSettings.ordersPageSize` is not from 1 to 100.
+             *     - `invalid_locale`: 400, `dashboardSettings.locale` is not a BCP 47 language tag.
+             *     - `payload_too_large`: 413, the request body is over the endpoint's size limit.
+             *     - `precondition_failed`: 412, the profile changed since the `If-Match` version was read: read it again.
+             *     - `precondition_required`: 428, `If-Match` is missing, empty or `*` on a profile update.
+             *     - `service_unavailable`: 503, the store, Stripe or the token issuer's keys are unavailable for now: retry after `retry_after_seconds`.
+             *     - `internal_error`: 500, an error on the server's side (details only in its log).
+             *     - `invalid_page_token`: 400, a `page_token` that is malformed, truncated, or not from this member's listing with these filters.
+             *     - `invalid_limit`: 400, `limit` is over 100 (0 or not a number is `invalid_body`).
+             *     - `invalid_date_range`: 400, `createdAfter` is not earlier than `createdBefore`.
+             *     - `order_not_found`: 404, no such order for this member (another member's order included).
+             *     - `invalid_signature`: 400, a Stripe webhook whose `Stripe-Signature` is missing, stale, or does not match the body.
+             *     - `invalid_user_id`: 400, a `userId` that is not 1 to 128 characters without control characters (admin endpoints).
+             *     - `invalid_stripe_customer_id`: 400, `stripeCustomerId` is not `cus_` and 1 to 64 letters or digits.
+             *     - `forbidden`: 403, an admin endpoint called without the admin scope or group.
+             *     - `member_not_found`: 404, no member with this user id has a profile (admin linking).
+             *     - `customer_already_linked`: 409, the Stripe customer is already linked to another member.
+             *     - `not_found`: 404, Dropshot's own not-found error, should one reach an endpoint (none does with Dropshot 0.18; an unknown path gets Dropshot's body, without a code).
+             *     - `method_not_allowed`: 405, Dropshot's own method-not-allowed error, should one reach an endpoint (none does with Dropshot 0.18).
+             *     - `unsupported_media_type`: 415, Dropshot's own unsupported-media-type error, should one reach an endpoint (with Dropshot 0.18 a wrong content type is 400 `invalid_body`).
+             *     - `invalid_request`: 4xx, any other client-error status Dropshot reports without a code of this list.
+             */
             error_code: string;
             /** @description JSON path of the request field at fault, when one is. */
             field?: string | null;

@@ -93,10 +93,6 @@ impl OrderService {
         }
     }
 
-    pub fn stripe(&self) -> &StripeApi {
-        &self.stripe
-    }
-
     /// Fetches what an intent read lacks: every charge, disputes when disputed, and Checkout
     /// line items when the intent's metadata has none and the cache has none either.
     async fn extras_for(

@@ -7,7 +7,7 @@ use crate::storage::orders::{OrderQuery, OrderRecord, OrderSummaryRecord};
 use crate::storage::StoreError;
 use chrono::{DateTime, Utc};
 use dashboard_api::{
-    Order, OrderFilters, OrderSummary, OrdersPage, OrdersPageSelector, SyncStatus,
+    ErrorCode, Order, OrderFilters, OrderSummary, OrdersPage, OrdersPageSelector, SyncStatus,
 };
 use dropshot::{PaginationParams, WhichPage};
 use std::sync::Arc;
@@ -33,14 +33,18 @@ impl OrderService {
     ) -> Result<OrdersPage, DomainError> {
         let limit = requested_limit(query).unwrap_or(LIMIT_DEFAULT);
         if limit > LIMIT_MAX {
-            return Err(DomainError::invalid("invalid_limit", "limit", "must be from 1 to 100"));
+            return Err(DomainError::invalid(
+                ErrorCode::InvalidLimit,
+                "limit",
+                "must be from 1 to 100",
+            ));
         }
         let (status, after, before, below) = match &params.page {
             WhichPage::First(filters) => {
                 if let (Some(a), Some(b)) = (filters.created_after, filters.created_before) {
                     if a >= b {
                         return Err(DomainError::invalid(
-                            "invalid_date_range",
+                            ErrorCode::InvalidDateRange,
                             "createdBefore",
                             "must be later than createdAfter",
                         ));
@@ -111,18 +115,18 @@ impl OrderService {
             && order_id.len() <= 255
             && order_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !well_formed {
-            return Err(DomainError::NotFound);
+            return Err(DomainError::OrderNotFound);
         }
         let profile = self.store.get_profile(user_id).await?;
         let Some(customer) = profile.and_then(|p| p.stripe_customer_id) else {
-            return Err(DomainError::NotFound);
+            return Err(DomainError::OrderNotFound);
         };
         let Some(intent) = self.stripe.intent(order_id).await? else {
-            return Err(DomainError::NotFound);
+            return Err(DomainError::OrderNotFound);
         };
         // Another customer's payment is not this member's business: same answer as missing.
         if intent.customer.as_deref() != Some(customer.as_str()) {
-            return Err(DomainError::NotFound);
+            return Err(DomainError::OrderNotFound);
         }
         let extras = self.extras_for(&intent, None).await?;
         let (_, record) = self.write(user_id, &customer, &intent, extras, None).await?;

@@ -17,9 +17,9 @@ impl OrderService {
         payload: &[u8],
         signature: Option<&str>,
     ) -> Result<WebhookAck, DomainError> {
-        let signature = signature.ok_or(DomainError::InvalidSignature("missing"))?;
-        let payload =
-            std::str::from_utf8(payload).map_err(|_| DomainError::InvalidSignature("not UTF-8"))?;
+        let signature = signature.ok_or(DomainError::InvalidWebhookSignature("missing"))?;
+        let payload = std::str::from_utf8(payload)
+            .map_err(|_| DomainError::InvalidWebhookSignature("not UTF-8"))?;
         let secret = &self.stripe.config().webhook_secret;
         let (event_id, event_type) =
             match stripe_webhook::Webhook::construct_event(payload, signature, secret) {
@@ -28,17 +28,17 @@ impl OrderService {
                 // names the object, which is re-fetched anyway.
                 Err(stripe_webhook::WebhookError::BadParse(_)) => {
                     let raw: Value = serde_json::from_str(payload)
-                        .map_err(|_| DomainError::InvalidSignature("unparseable event"))?;
+                        .map_err(|_| DomainError::InvalidWebhookSignature("unparseable event"))?;
                     (
                         raw["id"].as_str().unwrap_or_default().to_string(),
                         raw["type"].as_str().unwrap_or_default().to_string(),
                     )
                 }
-                Err(_) => return Err(DomainError::InvalidSignature("bad signature")),
+                Err(_) => return Err(DomainError::InvalidWebhookSignature("bad signature")),
             };
         // The signature was checked over these exact bytes, so the JSON is Stripe's.
         let raw: Value = serde_json::from_str(payload)
-            .map_err(|_| DomainError::InvalidSignature("unparseable event"))?;
+            .map_err(|_| DomainError::InvalidWebhookSignature("unparseable event"))?;
         let ack =
             |outcome: &str| WebhookAck { event_id: event_id.clone(), outcome: outcome.into() };
         let Some(intent_id) = intent_of(&event_type, &raw["data"]["object"]) else {
