@@ -141,3 +141,18 @@ async fn stored_records_from_earlier_versions_load() {
     assert_eq!((order.items.len(), order.refunds.len()), (2, 1));
     server.stop().await;
 }
+
+/// An order id no order can have (2,000 bytes, over DynamoDB's 1,024-byte sort key) is 404
+/// `order_not_found` before the store is asked, not a store error and a 500.
+#[tokio::test]
+async fn an_oversized_order_id_is_not_found_without_a_store_error() {
+    let server = TestServer::start().await;
+    let (client, _) = server.linked_member("long-ids").await;
+    let before = server.stripe.request_count();
+    for id in [format!("pi_{}", "a".repeat(2_000)), "x".repeat(2_000)] {
+        let (status, error) = dashboard_tests::expect_error(client.get_order(&id).await);
+        assert_eq!((status, error.error_code.as_str()), (404, "order_not_found"));
+    }
+    assert_eq!(server.stripe.request_count(), before, "no Stripe request either");
+    server.stop().await;
+}

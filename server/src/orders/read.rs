@@ -108,14 +108,16 @@ impl OrderService {
 
     /// One order; a missing snapshot is fetched from Stripe, checked and cached.
     pub async fn detail(&self, user_id: &str, order_id: &str) -> Result<Order, DomainError> {
-        if let Some(record) = self.store.get_order(user_id, order_id).await? {
-            return Ok(order(record));
-        }
+        // Every order is a PaymentIntent: any other id is no order, answered before the store
+        // is asked (a sort key over 1,024 bytes would be a store error there).
         let well_formed = order_id.starts_with("pi_")
             && order_id.len() <= 255
             && order_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !well_formed {
             return Err(DomainError::OrderNotFound);
+        }
+        if let Some(record) = self.store.get_order(user_id, order_id).await? {
+            return Ok(order(record));
         }
         let profile = self.store.get_profile(user_id).await?;
         let Some(customer) = profile.and_then(|p| p.stripe_customer_id) else {

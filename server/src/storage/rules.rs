@@ -22,6 +22,8 @@ use std::sync::LazyLock;
 
 /// 400 KB: DynamoDB's item size limit (names and values, as counted by [`item_size`]).
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// Bytes of a sort key value (a partition key may hold 2,048).
+pub const MAX_SORT_KEY_BYTES: usize = 1024;
 /// Actions in one `TransactWriteItems` / `TransactGetItems` call.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
 
@@ -166,10 +168,19 @@ pub fn check(operation: &str, body: &Value) -> Result<(), RuleViolation> {
     Ok(())
 }
 
-/// Rules for one attribute of an item: no empty key values, no empty sets, numeric TTLs.
+/// Rules for one attribute of an item: no empty or oversized key values, no empty sets,
+/// numeric TTLs.
 fn attribute_rules(name: &str, value: &Value) -> Result<(), String> {
     if KEY_ATTRIBUTES.contains(name) && is_empty_scalar(value) {
         return Err(format!("key attribute {name} is empty"));
+    }
+    // A sort key holds at most 1,024 bytes, a partition key 2,048 (`ServiceQuotas.html`); the
+    // lower bound is checked for every key attribute, since ours serve as sort keys somewhere.
+    let key_len = value.get("S").and_then(Value::as_str).map_or(0, str::len);
+    if KEY_ATTRIBUTES.contains(name) && key_len > MAX_SORT_KEY_BYTES {
+        return Err(format!(
+            "key attribute {name} has {key_len} bytes (at most {MAX_SORT_KEY_BYTES})"
+        ));
     }
     if TTL_ATTRIBUTES.contains(name) && value.get("N").is_none() && value.get("NULL").is_none() {
         return Err(format!("TTL attribute {name} is not a number of epoch seconds"));
@@ -359,6 +370,10 @@ mod tests {
         assert!(message.contains("createdKey is empty"), "{message}");
         let message = violation("GetItem", json!({"Key": {"userId": {"S": ""}}}));
         assert!(message.contains("userId is empty"), "{message}");
+        let long = "p".repeat(MAX_SORT_KEY_BYTES + 1);
+        let message =
+            violation("GetItem", json!({"Key": {"userId": {"S": "m"}, "orderId": {"S": long}}}));
+        assert!(message.contains("orderId has 1025 bytes"), "{message}");
         let message = violation(
             "PutItem",
             json!({"Item": {"userId": {"S": "m"}, "tags": {"M": {"x": {"SS": []}}}}}),
