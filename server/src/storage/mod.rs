@@ -1,6 +1,35 @@
 //! Storage over DynamoDB (`aws-sdk-dynamodb`): one implementation, pointed at AWS, at any
 //! DynamoDB-API endpoint, or at the embedded emulator. One module per table.
 
+/// Declares stored record types (defined before the table modules, which use it). Stored records are not wire types: each tolerates
+/// attributes it does not know (a field the API has since dropped) and defaults missing ones,
+/// so every snapshot written before or after an API change still loads. `record_types!`
+/// declares each record beside the wire type it converts to and from, field for field.
+macro_rules! record_types {
+    ($($(#[$doc:meta])* $record:ident <-> $wire:ident { $($field:ident: $ty:ty),* $(,)? })*) => {$(
+        $(#[$doc])*
+        #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+        #[serde(rename_all = "camelCase", default)]
+        pub struct $record { $(pub $field: $ty),* }
+
+        impl From<$wire> for $record {
+            fn from(wire: $wire) -> Self {
+                let $wire { $($field),* } = wire;
+                $record { $($field),* }
+            }
+        }
+
+        impl From<$record> for $wire {
+            fn from(record: $record) -> Self {
+                let $record { $($field),* } = record;
+                $wire { $($field),* }
+            }
+        }
+    )*};
+}
+
+pub(crate) use record_types;
+
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod events;

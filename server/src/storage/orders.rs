@@ -82,33 +82,7 @@ fn lenient_status<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OrderSta
     Ok(serde_json::from_value(serde_json::Value::String(text)).unwrap_or(OrderStatus::Processing))
 }
 
-/// The parts of a cached order, as stored. Stored records are not wire types: each tolerates
-/// attributes it does not know (a field the API has since dropped) and defaults missing ones,
-/// so every snapshot written before or after an API change still loads. `record_types!`
-/// declares each record beside the wire type it converts to and from, field for field.
-macro_rules! record_types {
-    ($($(#[$doc:meta])* $record:ident <-> $wire:ident { $($field:ident: $ty:ty),* $(,)? })*) => {$(
-        $(#[$doc])*
-        #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-        #[serde(rename_all = "camelCase", default)]
-        pub struct $record { $(pub $field: $ty),* }
-
-        impl From<$wire> for $record {
-            fn from(wire: $wire) -> Self {
-                let $wire { $($field),* } = wire;
-                $record { $($field),* }
-            }
-        }
-
-        impl From<$record> for $wire {
-            fn from(record: $record) -> Self {
-                let $record { $($field),* } = record;
-                $wire { $($field),* }
-            }
-        }
-    )*};
-}
-
+// The parts of a cached order, as stored: tolerant records (see [`super::record_types`]).
 record_types! {
     /// One line of an order.
     ItemRecord <-> OrderItem {

@@ -126,33 +126,13 @@ pub struct EditableFields {
     pub dashboard_settings: SettingsRecord,
 }
 
-/// A shipping address as stored. Stored records are not wire types: attributes this version
-/// does not know (a field the API has since dropped) are ignored, and missing ones default, so
-/// every item written before or after an API change still loads.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", default)]
-pub struct AddressRecord {
-    pub line1: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line2: Option<String>,
-    pub city: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    pub postal_code: String,
-    pub country: String,
-}
-
-impl From<ShippingAddress> for AddressRecord {
-    fn from(a: ShippingAddress) -> Self {
-        let ShippingAddress { line1, line2, city, region, postal_code, country } = a;
-        AddressRecord { line1, line2, city, region, postal_code, country }
-    }
-}
-
-impl From<AddressRecord> for ShippingAddress {
-    fn from(a: AddressRecord) -> Self {
-        let AddressRecord { line1, line2, city, region, postal_code, country } = a;
-        ShippingAddress { line1, line2, city, region, postal_code, country }
+super::record_types! {
+    /// A shipping address as stored. Stored records are not wire types: attributes this
+    /// version does not know (a field the API has since dropped) are ignored, and missing ones
+    /// default, so every item written before or after an API change still loads.
+    AddressRecord <-> ShippingAddress {
+        line1: String, line2: Option<String>, city: String, region: Option<String>,
+        postal_code: String, country: String,
     }
 }
 
