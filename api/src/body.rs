@@ -41,6 +41,8 @@ where
         // Dropshot's own reading: size limit, content type, JSON syntax, with its messages.
         let value = TypedBody::<Value>::from_request(rqctx, request).await?.into_inner();
         let inner = from_value(value).map_err(|message| {
+            // Dropshot logs this message with the request: no value sent may be in it.
+            let message = without_strings(&message);
             HttpError::for_bad_request(None, format!("unable to parse JSON body: {message}"))
         })?;
         Ok(JsonBody { inner })
@@ -51,10 +53,53 @@ where
     }
 }
 
+/// serde's message without the strings it quotes from the input (`invalid type: string
+/// "12 Analytical Row", expected struct ShippingAddress`): a value of the wrong type can be
+/// personal data (an address sent as a string), and the message is logged.
+fn without_strings(message: &str) -> String {
+    const QUOTED: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(QUOTED) {
+        out.push_str(&rest[..start]);
+        out.push_str("a string");
+        // serde quotes with `{:?}`: the string ends at the first quote not escaped.
+        let mut chars = rest[start + QUOTED.len()..].char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => {
+                    end = Some(start + QUOTED.len() + i + 1);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        match end {
+            Some(end) => rest = &rest[end..],
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Deserializes `T` from `value`, refusing anything but an object where `T` has a struct, and
 /// naming the path of the value at fault (`shippingAddress.country: invalid type: …`).
 fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, String> {
-    serde_path_to_error::deserialize(Strict(value)).map_err(|e| e.to_string())
+    from_json_value(value).map_err(|e| e.to_string())
+}
+
+/// What [`JsonBody`] does to a body, for a value the server puts together itself (a merge patch
+/// applied to the stored profile): `T` from `value`, objects only; the error has the path of the
+/// object at fault (`path()`) and serde's message (`inner()`).
+pub fn from_json_value<T: DeserializeOwned>(
+    value: Value,
+) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
+    serde_path_to_error::deserialize(Strict(value))
 }
 
 /// A `serde_json::Value` as a deserializer whose structs are objects only.
@@ -222,14 +267,67 @@ mod tests {
     fn what_serde_json_accepts_is_accepted_alike() {
         let body = json!({
             "email": "ada@example.com",
+            "displayName": null,
             "shippingAddress": {"line1": "1 Row", "city": "London", "postalCode": "N1",
-                "country": "GB", "line2": null},
-            "dashboardSettings": {"theme": "dark", "ordersPageSize": 50},
+                "country": "GB", "line2": null, "region": "  "},
+            "preferredWallet": null,
+            "avatarUrl": null,
+            "dashboardSettings": {"theme": "dark", "ordersPageSize": 50,
+                "emailNotifications": true, "locale": "en-GB"},
         });
         let strict: ProfileUpdate = from_value(body.clone()).unwrap();
         let plain: ProfileUpdate = serde_json::from_value(body).unwrap();
         assert_eq!(strict, plain);
-        assert_eq!(from_value::<ProfileUpdate>(json!({})).unwrap(), ProfileUpdate::default());
+        let nulls = json!({"email": null, "displayName": null, "shippingAddress": null,
+            "preferredWallet": null, "avatarUrl": null, "dashboardSettings": null});
+        assert_eq!(from_value::<ProfileUpdate>(nulls).unwrap(), ProfileUpdate::default());
+    }
+
+    /// Every editable field must be sent: only `null` clears one.
+    #[test]
+    fn an_update_names_every_field() {
+        assert_eq!(from_value::<ProfileUpdate>(json!({})).unwrap_err(), "missing field `email`");
+        let address = json!({"shippingAddress": {"line1": "1 Row", "city": "London",
+            "postalCode": "N1", "country": "GB", "line2": null}});
+        let error = from_value::<ProfileUpdate>(address).unwrap_err();
+        assert_eq!(error, "shippingAddress: missing field `region`");
+    }
+
+    /// A patch tells a member left out (`None`) from one sent as `null` (`Some(None)`), and
+    /// serialises back to the same document.
+    #[test]
+    fn a_patch_tells_null_from_absent() {
+        use crate::ProfilePatch;
+        let body = json!({"email": null, "displayName": "Ada",
+            "shippingAddress": {"region": null, "city": "Paris"}});
+        let patch: ProfilePatch = from_value(body.clone()).unwrap();
+        assert_eq!(patch.email, Some(None));
+        assert_eq!(patch.avatar_url, None);
+        assert_eq!(serde_json::to_value(&patch).unwrap(), body);
+        let error = from_value::<ProfilePatch>(json!({"shippingAddress": {"city": null}}));
+        assert!(error.unwrap_err().starts_with("shippingAddress.city: invalid type: null"));
+        let error = from_value::<ProfilePatch>(json!({"dashboardSettings": {"theme": null}}));
+        assert!(error.unwrap_err().starts_with("dashboardSettings.theme: invalid type: null"));
+        for body in [json!([]), json!(null), json!("x")] {
+            assert!(from_value::<ProfilePatch>(body).is_err());
+        }
+    }
+
+    #[test]
+    fn messages_quote_no_string_sent() {
+        let body = json!({"shippingAddress": "7 Secret \\\"Lane\\\", Leeds"});
+        let message = from_value::<ProfileUpdate>(body).unwrap_err();
+        assert!(message.contains("Secret"), "serde quotes it: {message}");
+        let message = without_strings(&message);
+        assert_eq!(
+            message,
+            "shippingAddress: invalid type: a string, expected struct ShippingAddress"
+        );
+        assert_eq!(
+            without_strings("a string \"x\" and string \"y\\\"z\" end"),
+            "a a string and a string end"
+        );
+        assert_eq!(without_strings("cut string \"abc"), "cut a string");
     }
 
     #[test]

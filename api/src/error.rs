@@ -13,6 +13,7 @@ macro_rules! error_codes {
     (
         api { $( $(#[doc = $doc:literal])+ $variant:ident = $code:literal, )+ }
         events { $( $(#[doc = $edoc:literal])+ $evariant:ident = $ecode:literal, )+ }
+        sync { $( $(#[doc = $sdoc:literal])+ $svariant:ident = $scode:literal, )+ }
     ) => {
         /// A stable `error_code`: every code the server sends, and nothing else.
         ///
@@ -24,6 +25,7 @@ macro_rules! error_codes {
         pub enum ErrorCode {
             $( $(#[doc = $doc])+ $variant, )+
             $( $(#[doc = $edoc])+ $evariant, )+
+            $( $(#[doc = $sdoc])+ $svariant, )+
         }
 
         impl ErrorCode {
@@ -32,15 +34,20 @@ macro_rules! error_codes {
             /// The codes only the unpublished `POST /events` path sends (Lambda events, not
             /// the API: its errors are Dropshot's own body, and API Gateway never routes there).
             pub const EVENTS: &'static [ErrorCode] = &[$(ErrorCode::$evariant),+];
+            /// The codes of a failed sync (`lastError.code` of `GET /dashboard/sync-status`):
+            /// not errors of the request that reads them, so not in an [`ApiError`].
+            pub const SYNC: &'static [ErrorCode] = &[$(ErrorCode::$svariant),+];
             /// Every code the server sends.
-            pub const ALL: &'static [ErrorCode] =
-                &[$(ErrorCode::$variant,)+ $(ErrorCode::$evariant,)+];
+            pub const ALL: &'static [ErrorCode] = &[
+                $(ErrorCode::$variant,)+ $(ErrorCode::$evariant,)+ $(ErrorCode::$svariant,)+
+            ];
 
             /// The code as it goes on the wire.
             pub const fn as_str(self) -> &'static str {
                 match self {
                     $(ErrorCode::$variant => $code,)+
                     $(ErrorCode::$evariant => $ecode,)+
+                    $(ErrorCode::$svariant => $scode,)+
                 }
             }
 
@@ -49,6 +56,7 @@ macro_rules! error_codes {
                 match self {
                     $(ErrorCode::$variant => concat!($($doc, "\n"),+),)+
                     $(ErrorCode::$evariant => concat!($($edoc, "\n"),+),)+
+                    $(ErrorCode::$svariant => concat!($($sdoc, "\n"),+),)+
                 }
             }
         }
@@ -125,7 +133,9 @@ error_codes! {
         InvalidUserId = "invalid_user_id",
         /// 400, `stripeCustomerId` is not `cus_` and 1 to 64 letters or digits.
         InvalidStripeCustomerId = "invalid_stripe_customer_id",
-        /// 403, an admin endpoint called without the admin scope or group.
+        /// 403, an admin endpoint called by a member outside the admin group or an operator
+        /// token without the admin scope, or a member's endpoint called with the operator
+        /// client's token.
         Forbidden = "forbidden",
         /// 404, no member with this user id has a profile (admin linking).
         MemberNotFound = "member_not_found",
@@ -150,6 +160,18 @@ error_codes! {
         UnknownEvent = "unknown_event",
         /// 503 on `POST /events`: the scheduled reconcile failed (so the schedule retries it).
         ReconcileFailed = "reconcile_failed",
+    }
+    sync {
+        /// Stripe could not be reached, timed out or kept answering 409, 429 or 5xx after the
+        /// retries; the next sync tries again.
+        StripeUnavailable = "stripe_unavailable",
+        /// The order store was throttled, unreachable or timed out; the next sync tries again.
+        StoreUnavailable = "store_unavailable",
+        /// Stripe has no such customer (`resource_missing`): the member's link needs an admin.
+        CustomerNotFound = "customer_not_found",
+        /// Any other failure, and any failure recorded by an earlier version (whose stored text
+        /// is never shown).
+        SyncFailed = "sync_failed",
     }
 }
 
@@ -271,6 +293,13 @@ impl From<HttpError> for ApiError {
             .with_field("page_token");
         }
         if let Some(field) = between(&message, "missing field `", "`") {
+            // serde_path_to_error names the object that lacks the field ("shippingAddress:
+            // missing field `city`"); `field` is the path of the field itself.
+            let parent = message
+                .strip_prefix("unable to parse JSON body: ")
+                .and_then(|m| m.split_once(": missing field `"))
+                .map(|(parent, _)| parent);
+            let field = parent.map_or_else(|| field.to_string(), |p| format!("{p}.{field}"));
             return ApiError::new(
                 ErrorStatusCode::BAD_REQUEST,
                 ErrorCode::MissingField,
@@ -317,11 +346,17 @@ mod tests {
             assert!(!code.doc().trim().is_empty(), "{text} has no doc comment");
             assert_eq!(ErrorCode::from_code(text), Some(*code));
         }
-        assert_eq!(ErrorCode::ALL.len(), ErrorCode::API.len() + ErrorCode::EVENTS.len());
+        assert_eq!(
+            ErrorCode::ALL.len(),
+            ErrorCode::API.len() + ErrorCode::EVENTS.len() + ErrorCode::SYNC.len()
+        );
         assert!(ErrorCode::API.iter().all(|c| !ErrorCode::EVENTS.contains(c)));
+        assert!(ErrorCode::SYNC.iter().all(|c| !ErrorCode::API.contains(c)));
+        assert!(ErrorCode::SYNC.iter().all(|c| !ErrorCode::EVENTS.contains(c)));
     }
 
-    /// The spec lists every code of the API, and no code of `/events`.
+    /// The spec lists every code of the API in `error_code`, and no code of `/events` or of a
+    /// sync status (those of a sync status are listed on `SyncError.code`).
     #[test]
     fn the_schema_lists_the_api_codes() {
         let schema = schemars::schema_for!(ApiError);
@@ -331,7 +366,7 @@ mod tests {
         for code in ErrorCode::API {
             assert!(description.contains(&format!("- `{code}`: ")), "{code} not in the schema");
         }
-        for code in ErrorCode::EVENTS {
+        for code in ErrorCode::EVENTS.iter().chain(ErrorCode::SYNC) {
             assert!(!description.contains(&format!("`{code}`")), "{code} in the schema");
         }
     }

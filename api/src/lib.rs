@@ -26,7 +26,7 @@ mod profile;
 mod sync;
 mod webhooks;
 
-pub use body::JsonBody;
+pub use body::{from_json_value, JsonBody};
 pub use error::{ApiError, ErrorCode};
 pub use health::Health;
 pub use orders::{
@@ -39,8 +39,9 @@ pub use patterns::{
     VISIBLE_TEXT_PATTERN,
 };
 pub use profile::{
-    DashboardSettings, IfMatchHeader, Profile, ProfileHeaders, ProfileUpdate, ShippingAddress,
-    Theme, PROFILE_BODY_MAX_BYTES,
+    DashboardSettings, DashboardSettingsPatch, IfMatchHeader, Profile, ProfileHeaders,
+    ProfilePatch, ProfileUpdate, ShippingAddress, ShippingAddressPatch, Theme,
+    PROFILE_BODY_MAX_BYTES,
 };
 pub use sync::{
     LinkStripeCustomer, MemberPath, ScheduledSyncReport, SyncError, SyncReport, SyncRequest,
@@ -50,8 +51,9 @@ pub use webhooks::{StripeSignatureHeader, WebhookAck, WEBHOOK_BODY_MAX_BYTES};
 
 /// Title of the API in the OpenAPI document.
 pub const API_TITLE: &str = "Babes Club member dashboard API";
-/// Version of the API in the OpenAPI document (lockstep with the server).
-pub const API_VERSION: &str = "0.2.0";
+/// Version of the API in the OpenAPI document (lockstep with the server). 0.3.0: every field of
+/// a profile update is required (breaking for 0.2 clients), `PATCH /dashboard/profile` added.
+pub const API_VERSION: &str = "0.3.0";
 
 /// The member dashboard API.
 #[dropshot::api_description {
@@ -90,13 +92,14 @@ pub trait DashboardApi {
 
     /// Replace the signed-in member's editable profile fields.
     ///
-    /// Every editable field is replaced: a field left out or sent as `null` is cleared.
-    /// `If-Match` with the `ETag` from the last read is required: without it (or with an empty
-    /// value or `*`) the answer is 428 (`precondition_required`), with a stale or unknown one 412
-    /// (`precondition_failed`). The body must be a JSON object (400 `invalid_body` otherwise).
-    /// Invalid fields are 400 with a field-specific `error_code`; unknown fields are 400
-    /// `unknown_field`. The body is checked first: an invalid body is 400 whatever `If-Match`
-    /// says.
+    /// Every editable field is replaced, so every one must be sent, nested members included: a
+    /// field left out is 400 `missing_field` (naming it in `field`), and only `null` clears a
+    /// field. For a partial update use `PATCH`. `If-Match` with the `ETag` from the last read is
+    /// required: without it (or with an empty value or `*`) the answer is 428
+    /// (`precondition_required`), with a stale or unknown one 412 (`precondition_failed`). The
+    /// body must be a JSON object (400 `invalid_body` otherwise). Invalid fields are 400 with a
+    /// field-specific `error_code`; unknown fields are 400 `unknown_field`. The body is checked
+    /// first: an invalid body is 400 whatever `If-Match` says.
     #[endpoint {
         method = PUT,
         path = "/dashboard/profile",
@@ -107,6 +110,27 @@ pub trait DashboardApi {
         rqctx: RequestContext<Self::Context>,
         if_match: Header<IfMatchHeader>,
         body: JsonBody<ProfileUpdate>,
+    ) -> Result<HttpResponseHeaders<HttpResponseOk<Profile>, ProfileHeaders>, ApiError>;
+
+    /// Change some of the signed-in member's editable profile fields (JSON Merge Patch).
+    ///
+    /// The body is a JSON Merge Patch (RFC 7396) of the editable fields: a member left out is
+    /// kept, `null` clears it, `shippingAddress` and `dashboardSettings` merge member by member.
+    /// Sent as `application/merge-patch+json` or `application/json` (both are read alike). The
+    /// patched profile must be valid as a whole (the rules and codes of `PUT`; a new address
+    /// missing a required part is 400 `missing_field`). `If-Match` is required as for `PUT`
+    /// (428, 412), also for `{}`, which changes nothing. As for `PUT`, the patched profile is
+    /// checked first: an invalid one is 400 whatever `If-Match` says.
+    #[endpoint {
+        method = PATCH,
+        path = "/dashboard/profile",
+        tags = ["profile"],
+        request_body_max_bytes = PROFILE_BODY_MAX_BYTES,
+    }]
+    async fn patch_profile(
+        rqctx: RequestContext<Self::Context>,
+        if_match: Header<IfMatchHeader>,
+        body: JsonBody<ProfilePatch>,
     ) -> Result<HttpResponseHeaders<HttpResponseOk<Profile>, ProfileHeaders>, ApiError>;
 
     /// List the signed-in member's orders, newest first.

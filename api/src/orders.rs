@@ -33,7 +33,9 @@ pub enum OrderStatus {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderFilters {
-    /// Only orders with this status.
+    /// Only orders with this status. The server reads a bounded amount of the member's orders
+    /// per request (5 store pages), so a page of a filtered listing may hold fewer orders than
+    /// `limit`, even none, and still have a `next_page`: follow it until it is absent.
     #[serde(default)]
     pub status: Option<OrderStatus>,
     /// Only orders created at or after this time.
@@ -87,7 +89,8 @@ impl JsonSchema for OrdersQuery {
 /// already handed out must keep working), and Dropshot caps a token's length.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 pub struct OrdersPageSelector {
-    /// Sort key of the last order returned.
+    /// Sort key where the listing resumes (strictly below it): the last order returned, or the
+    /// last one read when a filtered listing reached its read bound.
     #[serde(rename = "k")]
     pub created_key: String,
     /// Status filter.
@@ -110,7 +113,9 @@ pub struct OrdersPageSelector {
 pub struct OrdersPage {
     /// Orders, newest first.
     pub items: Vec<OrderSummary>,
-    /// Token for the next page; absent on the last page.
+    /// Token for the next page; absent on the last page. A page with fewer orders than `limit`
+    /// (even none) may still have one: a filtered listing stops after a bounded read and
+    /// resumes where it stopped.
     #[serde(rename = "next_page")]
     pub next_page: Option<String>,
     /// When the member's orders were last reconciled with Stripe (absent: never).

@@ -2,6 +2,7 @@
 //! (`GET /dashboard/sync-status`), and the admin endpoints under `/internal` that link a member
 //! to a Stripe customer and reconcile one or every member, with their reports.
 
+use crate::error::ErrorCode;
 use crate::patterns::USER_ID_PATTERN;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -33,14 +34,40 @@ pub struct WebhookApplied {
     pub applied_at: DateTime<Utc>,
 }
 
-/// A sync failure.
+/// A sync failure, as a member may see it: a stable code and a generic sentence. What exactly
+/// failed (Stripe's or AWS's own error) is only in the server's log.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncError {
     /// When it happened.
     pub at: DateTime<Utc>,
-    /// What went wrong.
+    // Documented by `sync_code_schema` (the list of codes) rather than a doc comment.
+    #[schemars(schema_with = "sync_code_schema")]
+    pub code: String,
+    /// A generic sentence for people, chosen by `code`.
     pub message: String,
+}
+
+/// The schema of `SyncError.code`: a plain string (so that a new code breaks no client),
+/// described by the list of sync codes.
+fn sync_code_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    let mut text = String::from(
+        "Stable, machine-readable reason the sync failed: clients match on it. New codes may be \
+         added; treat a code you do not know as `sync_failed`. The codes:\n",
+    );
+    for code in ErrorCode::SYNC {
+        let doc = code.doc().split_whitespace().collect::<Vec<_>>().join(" ");
+        text.push_str(&format!("\n- `{}`: {doc}", code.as_str()));
+    }
+    schemars::schema::SchemaObject {
+        instance_type: Some(schemars::schema::InstanceType::String.into()),
+        metadata: Some(Box::new(schemars::schema::Metadata {
+            description: Some(text),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+    .into()
 }
 
 /// The outcome of reconciling one member with Stripe.

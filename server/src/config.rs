@@ -6,11 +6,13 @@ use crate::auth::{AuthConfig, JwksSource};
 use crate::dev::{auth_config as dev_auth, secret_file as dev_secret_file};
 use crate::logging::LogFormat;
 use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything the server reads from its environment. Field docs are the `--help` text.
+/// `Debug` prints no secret: every key is a [`SecretString`].
 #[derive(Args, Clone, Debug)]
 pub struct ServerArgs {
     /// Address the HTTP server binds to.
@@ -35,14 +37,15 @@ pub struct ServerArgs {
     pub jwks_file: Option<PathBuf>,
 
     /// Shared secret for HS256 tokens from the shop's existing auth.
-    #[arg(long, env = "DASHBOARD_JWT_HS256_SECRET", hide_env_values = true)]
-    pub jwt_hs256_secret: Option<String>,
+    #[arg(long, env = "DASHBOARD_JWT_HS256_SECRET", hide_env_values = true, value_parser = secret)]
+    pub jwt_hs256_secret: Option<SecretString>,
 
     /// Also accept ID tokens (`token_use` = `id`) whose `aud` is the client id.
     #[arg(long, env = "DASHBOARD_JWT_ACCEPT_ID_TOKENS", default_value_t = false)]
     pub jwt_accept_id_tokens: bool,
 
-    /// Least number of seconds between two JWKS refreshes caused by an unknown `kid`.
+    /// Least number of seconds between two JWKS refreshes caused by an unknown `kid` (at least
+    /// 1; a failed fetch is retried sooner, after 1 s, doubling up to this).
     #[arg(long, env = "DASHBOARD_JWKS_MIN_REFRESH_SECS", default_value_t = 30)]
     pub jwks_min_refresh_secs: u64,
 
@@ -72,26 +75,44 @@ pub struct ServerArgs {
 
     /// Stripe secret key. Unset on the development default: an in-process Stripe simulator
     /// with demo data is used instead.
-    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
-    pub stripe_secret_key: Option<String>,
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true, value_parser = secret)]
+    pub stripe_secret_key: Option<SecretString>,
 
     /// Signing secret of the Stripe webhook endpoint (`whsec_…`).
-    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
-    pub stripe_webhook_secret: Option<String>,
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret)]
+    pub stripe_webhook_secret: Option<SecretString>,
 
     /// Stripe API base URL (a simulator's for tests).
     #[arg(long, env = "STRIPE_API_BASE", default_value = "https://api.stripe.com/")]
     pub stripe_api_base: String,
+
+    /// Longest time (milliseconds) one request, webhook or background reconcile may spend on
+    /// Stripe, retries included; retries stop before it and the request answers 503
+    /// `stripe_unavailable`. Under Lambda the invocation's own deadline (less 1 s) wins when
+    /// sooner. The default leaves room under the API function's 29 s timeout.
+    #[arg(long, env = "DASHBOARD_STRIPE_DEADLINE_MS", default_value_t = 25_000)]
+    pub stripe_deadline_ms: u64,
 
     /// Seconds after which a member's cached orders count as stale.
     #[arg(long, env = "DASHBOARD_ORDERS_STALE_AFTER", default_value_t = 900)]
     pub orders_stale_after_secs: u64,
 
     /// Key (at least 32 bytes) that signs order page tokens.
-    #[arg(long, env = "DASHBOARD_CURSOR_KEY", hide_env_values = true)]
-    pub cursor_key: Option<String>,
+    #[arg(long, env = "DASHBOARD_CURSOR_KEY", hide_env_values = true, value_parser = secret)]
+    pub cursor_key: Option<SecretString>,
 
-    /// Scope or Cognito group that the `/internal/*` endpoints require.
+    /// Cognito group whose members may call the `/internal/*` endpoints.
+    #[arg(long, env = "DASHBOARD_ADMIN_GROUP", default_value = "dashboard-admins")]
+    pub admin_group: String,
+
+    /// Operator app client (Cognito client-credentials flow) whose access tokens are accepted
+    /// besides the members' client's; they are admin with `DASHBOARD_ADMIN_SCOPE`. Unset: no
+    /// operator client.
+    #[arg(long, env = "DASHBOARD_ADMIN_CLIENT_ID")]
+    pub admin_client_id: Option<String>,
+
+    /// Scope an operator client's token needs for the `/internal/*` endpoints (on a member's
+    /// token it grants nothing).
     #[arg(long, env = "DASHBOARD_ADMIN_SCOPE", default_value = "dashboard/admin")]
     pub admin_scope: String,
 
@@ -105,9 +126,22 @@ pub struct ServerArgs {
     #[arg(long, env = "DASHBOARD_REFRESH_QUEUE_URL")]
     pub refresh_queue_url: Option<String>,
 
-    /// Members reconciled at once by the scheduled sync.
+    /// Members reconciled at once by the scheduled sync (PaymentIntents, when it catches up
+    /// from Stripe's Events list).
     #[arg(long, env = "DASHBOARD_SYNC_CONCURRENCY", default_value_t = 4)]
     pub sync_concurrency: usize,
+
+    /// Serve `POST /events`, the Lambda Web Adapter's pass-through path for SQS batches and
+    /// the schedule (`true` or `false`; the template sets it on each function). Unset: on
+    /// exactly when `AWS_LAMBDA_RUNTIME_API` is set. Off elsewhere: on a container or VM
+    /// nothing but the adapter may run the sync.
+    #[arg(long, env = "DASHBOARD_LAMBDA_EVENTS", action = clap::ArgAction::Set)]
+    pub lambda_events: Option<bool>,
+
+    /// Set by Lambda in every function's environment: the process runs under Lambda.
+    /// https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime
+    #[arg(long, env = "AWS_LAMBDA_RUNTIME_API", hide = true)]
+    pub lambda_runtime_api: Option<String>,
 }
 
 /// Where Stripe is.
@@ -129,7 +163,7 @@ pub enum StoreConfig {
     Embedded { data_dir: Option<PathBuf> },
 }
 
-/// The whole server configuration, resolved and checked.
+/// The whole server configuration, resolved and checked. `Debug` prints no secret.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub bind_addr: SocketAddr,
@@ -140,6 +174,20 @@ pub struct Config {
     pub log_level: String,
     pub stripe: StripeSetting,
     pub orders: crate::orders::OrdersConfig,
+    /// Whether `POST /events` exists (under Lambda only; see [`ServerArgs::lambda_events`]).
+    pub lambda_events: bool,
+}
+
+/// Clap's parser for a secret value: kept wrapped from the moment it is read.
+fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
+}
+
+/// The admin rule's settings, as given.
+struct AdminSettings {
+    group: String,
+    client_id: Option<String>,
+    scope: String,
 }
 
 impl ServerArgs {
@@ -189,12 +237,29 @@ impl ServerArgs {
             (None, Some(file)) => Some(JwksSource::File(file)),
             (None, None) => None,
         };
-        let hs256_secret = self.jwt_hs256_secret.map(String::into_bytes);
+        let hs256_secret = self.jwt_hs256_secret.map(|s| s.expose_secret().as_bytes().to_vec());
         if let Some(secret) = &hs256_secret {
             if secret.len() < 32 {
                 return Err("DASHBOARD_JWT_HS256_SECRET must be at least 32 bytes".into());
             }
         }
+        let hs256_secret = hs256_secret.map(secrecy::SecretSlice::from);
+        if self.jwks_min_refresh_secs == 0 {
+            // Zero would let every unknown `kid` fetch the JWKS: anyone could make us hammer
+            // the issuer.
+            return Err("DASHBOARD_JWKS_MIN_REFRESH_SECS must be at least 1".into());
+        }
+        if self.admin_group.trim().is_empty() {
+            return Err("DASHBOARD_ADMIN_GROUP must not be empty".into());
+        }
+        if self.admin_client_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+            return Err("DASHBOARD_ADMIN_CLIENT_ID must not be empty when set".into());
+        }
+        let admin = AdminSettings {
+            group: self.admin_group,
+            client_id: self.admin_client_id,
+            scope: self.admin_scope,
+        };
         let any_auth = jwks.is_some()
             || hs256_secret.is_some()
             || self.jwt_issuer.is_some()
@@ -202,7 +267,10 @@ impl ServerArgs {
         let embedded = matches!(store, StoreConfig::Embedded { .. });
         let auth = if !any_auth && embedded {
             let min_refresh = Duration::from_secs(self.jwks_min_refresh_secs);
-            dev_auth(&self.data_dir, min_refresh, self.admin_scope)?
+            let mut auth = dev_auth(&self.data_dir, min_refresh, admin.scope)?;
+            auth.admin_group = admin.group;
+            auth.admin_client_id = admin.client_id;
+            auth
         } else {
             if jwks.is_none() && hs256_secret.is_none() {
                 return Err("no token verification configured: set DASHBOARD_JWKS_URL, \
@@ -215,6 +283,11 @@ impl ServerArgs {
             let client_id = self.jwt_client_id.ok_or(
                 "DASHBOARD_JWT_CLIENT_ID is required when token verification is configured",
             )?;
+            if admin.client_id.as_deref() == Some(client_id.as_str()) {
+                return Err("DASHBOARD_ADMIN_CLIENT_ID must be a separate operator client, not \
+                            DASHBOARD_JWT_CLIENT_ID (the members' client)"
+                    .into());
+            }
             AuthConfig {
                 issuer,
                 client_id,
@@ -224,7 +297,9 @@ impl ServerArgs {
                 jwks_min_refresh: Duration::from_secs(self.jwks_min_refresh_secs),
                 leeway_secs: 5,
                 dev_mode: false,
-                admin_scope: self.admin_scope,
+                admin_group: admin.group,
+                admin_client_id: admin.client_id,
+                admin_scope: admin.scope,
             }
         };
         let dev = auth.dev_mode;
@@ -238,6 +313,7 @@ impl ServerArgs {
                     api_base: self.stripe_api_base,
                     retry_base: Duration::from_millis(500),
                     max_attempts: 5,
+                    deadline: Duration::from_millis(self.stripe_deadline_ms),
                 })
             }
             (Some(_), None) => {
@@ -249,7 +325,9 @@ impl ServerArgs {
             }
         };
         let cursor_key = match self.cursor_key {
-            Some(key) if key.len() >= 32 => key.into_bytes(),
+            Some(key) if key.expose_secret().len() >= 32 => {
+                secrecy::SecretSlice::from(key.expose_secret().as_bytes().to_vec())
+            }
             Some(_) => return Err("DASHBOARD_CURSOR_KEY must be at least 32 bytes".into()),
             None if dev => dev_secret_file(&self.data_dir, "dev-cursor-key")?,
             None => {
@@ -272,6 +350,7 @@ impl ServerArgs {
                 schedule_concurrency: self.sync_concurrency.max(1),
                 refresh_queue_url: self.refresh_queue_url,
             },
+            lambda_events: self.lambda_events.unwrap_or(self.lambda_runtime_api.is_some()),
         })
     }
 }
@@ -283,7 +362,7 @@ fn dev_auth(_: &std::path::Path, _: Duration, _: String) -> Result<AuthConfig, S
 }
 
 #[cfg(not(feature = "embedded"))]
-fn dev_secret_file(_: &std::path::Path, _: &str) -> Result<Vec<u8>, String> {
+fn dev_secret_file(_: &std::path::Path, _: &str) -> Result<secrecy::SecretSlice<u8>, String> {
     Err("this build has no development default".into())
 }
 
@@ -314,6 +393,16 @@ mod tests {
     }
 
     #[test]
+    fn the_events_path_exists_only_under_lambda_or_with_the_flag() {
+        assert!(!resolve(&[]).unwrap().lambda_events, "off outside Lambda");
+        assert!(resolve(&["--lambda-events=true"]).unwrap().lambda_events);
+        assert!(resolve(&["--lambda-runtime-api=127.0.0.1:9001"]).unwrap().lambda_events);
+        // The API function runs under Lambda too; the template turns the path off there.
+        let api_function = ["--lambda-runtime-api=127.0.0.1:9001", "--lambda-events=false"];
+        assert!(!resolve(&api_function).unwrap().lambda_events);
+    }
+
+    #[test]
     fn misconfiguration_is_one_clear_line() {
         let cases: &[(&[&str], &str)] = &[
             (&["--jwt-issuer=https://i"], "DASHBOARD_JWKS_URL"),
@@ -333,12 +422,89 @@ mod tests {
                 "STRIPE_SECRET_KEY",
             ),
             (&["--stripe-secret-key=sk_test_x"], "STRIPE_WEBHOOK_SECRET"),
+            (&["--jwks-min-refresh-secs=0"], "DASHBOARD_JWKS_MIN_REFRESH_SECS must be at least 1"),
+            (
+                &[
+                    "--jwks-url=https://i/jwks",
+                    "--jwt-issuer=i",
+                    "--jwt-client-id=members",
+                    "--admin-client-id=members",
+                ],
+                "separate operator client",
+            ),
+            (&["--admin-client-id="], "DASHBOARD_ADMIN_CLIENT_ID must not be empty"),
+            (&["--admin-group= "], "DASHBOARD_ADMIN_GROUP must not be empty"),
         ];
         for (flags, expected) in cases {
             let error = resolve(flags).unwrap_err();
             assert!(error.contains(expected), "{flags:?}: {error}");
             assert!(!error.contains('\n'), "{flags:?}: one line: {error}");
         }
+    }
+
+    #[test]
+    fn no_secret_can_print_from_the_arguments_or_the_resolved_config() {
+        let secrets = [
+            "sk_live_SECRET0123456789",
+            "whsec_SECRET0123456789",
+            "cursor-SECRET-0123456789abcdef0123456789",
+            "hs256-SECRET-0123456789abcdef0123456789",
+        ];
+        let argv = [
+            "dashboard-server".to_string(),
+            "--aws-region=eu-west-1".into(),
+            format!("--stripe-secret-key={}", secrets[0]),
+            format!("--stripe-webhook-secret={}", secrets[1]),
+            format!("--cursor-key={}", secrets[2]),
+            format!("--jwt-hs256-secret={}", secrets[3]),
+            "--jwt-issuer=https://issuer".into(),
+            "--jwt-client-id=abc".into(),
+        ];
+        let args = Cli::try_parse_from(argv).unwrap().args;
+        let printed_args = format!("{args:?} {args:#?}");
+        let config = args.resolve().unwrap();
+        let printed_config = format!("{config:?} {config:#?}");
+        for secret in secrets {
+            // Any 8-byte piece would be a leak, not only the whole value.
+            let piece = &secret[secret.len() - 12..];
+            assert!(!printed_args.contains(piece), "ServerArgs printed {secret}");
+            assert!(!printed_config.contains(piece), "Config printed {secret}");
+        }
+        assert!(printed_config.contains("REDACTED"), "{printed_config}");
+        // The values are all there, for the code that needs them.
+        let crate::config::StripeSetting::Live(stripe) = &config.stripe else { panic!() };
+        assert_eq!(stripe.secret_key.expose_secret(), secrets[0]);
+        assert_eq!(config.orders.cursor_key.expose_secret(), secrets[2].as_bytes());
+    }
+
+    #[test]
+    fn admin_settings_resolve_with_their_defaults() {
+        let config = resolve(&[
+            "--jwks-url=https://i/jwks",
+            "--jwt-issuer=i",
+            "--jwt-client-id=members",
+            "--aws-region=r",
+            "--stripe-secret-key=sk_test_x",
+            "--stripe-webhook-secret=whsec_x",
+            "--cursor-key=0123456789abcdef0123456789abcdef",
+        ])
+        .unwrap();
+        assert_eq!(config.auth.admin_group, "dashboard-admins");
+        assert_eq!(config.auth.admin_client_id, None);
+        assert_eq!(config.auth.admin_scope, "dashboard/admin");
+        let config = resolve(&[
+            "--jwks-url=https://i/jwks",
+            "--jwt-issuer=i",
+            "--jwt-client-id=members",
+            "--admin-client-id=operator",
+            "--aws-region=r",
+            "--stripe-secret-key=sk_test_x",
+            "--stripe-webhook-secret=whsec_x",
+            "--cursor-key=0123456789abcdef0123456789abcdef",
+        ])
+        .unwrap();
+        assert_eq!(config.auth.admin_client_id.as_deref(), Some("operator"));
+        assert_eq!(config.auth.jwks_min_refresh, Duration::from_secs(30));
     }
 
     #[test]

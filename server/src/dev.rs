@@ -11,6 +11,7 @@ use crate::storage::profiles::ProfileRecord;
 use crate::storage::Store;
 use crate::stripe::StripeConfig;
 use dropshot::{HttpResponseOk, RequestContext};
+use secrecy::{ExposeSecret, SecretSlice};
 use slog::{info, warn, Logger};
 use std::path::Path;
 use std::time::Duration;
@@ -43,11 +44,12 @@ pub async fn embedded_store(
 pub async fn stripe_simulator() -> (StripeConfig, StripeSim) {
     let sim = StripeSim::start().await;
     let stripe = StripeConfig {
-        secret_key: sim.secret_key().to_string(),
-        webhook_secret: format!("whsec_dev_{}", hex::encode(rand::random::<[u8; 16]>())),
+        secret_key: sim.secret_key().into(),
+        webhook_secret: format!("whsec_dev_{}", hex::encode(rand::random::<[u8; 16]>())).into(),
         api_base: sim.url().to_string(),
         retry_base: Duration::from_millis(100),
         max_attempts: 5,
+        deadline: Duration::from_secs(25),
     };
     (stripe, sim)
 }
@@ -55,7 +57,8 @@ pub async fn stripe_simulator() -> (StripeConfig, StripeSim) {
 /// Lifetime of the token printed and served on the development default.
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
-/// Token checks of the development default: HS256 with the data folder's secret.
+/// Token checks of the development default: HS256 with the data folder's secret; admin is the
+/// default group (`DASHBOARD_ADMIN_GROUP`), with no operator client until the caller sets one.
 pub fn auth_config(
     data_dir: &Path,
     jwks_min_refresh: Duration,
@@ -70,29 +73,75 @@ pub fn auth_config(
         jwks_min_refresh,
         leeway_secs: 5,
         dev_mode: true,
+        admin_group: "dashboard-admins".into(),
+        admin_client_id: None,
         admin_scope,
     })
 }
 
 /// The development HS256 secret: random, kept in the data folder so dev tokens survive
 /// restarts, and never in the repository.
-pub fn hs256_secret(data_dir: &std::path::Path) -> Result<Vec<u8>, String> {
+pub fn hs256_secret(data_dir: &std::path::Path) -> Result<SecretSlice<u8>, String> {
     secret_file(data_dir, "dev-hs256-secret")
 }
 
-/// A random development secret kept in the data folder (created on first use).
-pub fn secret_file(data_dir: &std::path::Path, name: &str) -> Result<Vec<u8>, String> {
+/// A random development secret kept in the data folder (created on first use), readable by
+/// its owner only: the file is created with mode 0600, never with the umask's default and a
+/// chmod after (which would leave a window where others can read it).
+pub fn secret_file(data_dir: &std::path::Path, name: &str) -> Result<SecretSlice<u8>, String> {
+    use std::io::Write as _;
     let path = data_dir.join(name);
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        return hex::decode(existing.trim())
-            .map_err(|e| format!("{} is corrupt ({e}); delete it", path.display()));
+    let read = |path: &Path| -> Result<Option<SecretSlice<u8>>, String> {
+        match std::fs::read_to_string(path) {
+            Ok(existing) => hex::decode(existing.trim())
+                .map(|bytes| Some(SecretSlice::from(bytes)))
+                .map_err(|e| format!("{} is corrupt ({e}); delete it", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    };
+    if let Some(secret) = read(&path)? {
+        // A file left by an older version (created with the umask's mode): owner only now.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let loose = std::fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0);
+            if loose {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+            }
+        }
+        return Ok(secret);
     }
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create data folder {}: {e}", data_dir.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let secret: [u8; 32] = rand::random();
-    std::fs::write(&path, hex::encode(secret))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(secret.to_vec())
+    match options.open(&path) {
+        Ok(mut file) => {
+            file.write_all(hex::encode(secret).as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(SecretSlice::from(secret.to_vec()))
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            read(&path)?.ok_or_else(|| format!("{} vanished; retry", path.display()))
+        }
+        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+    }
+}
+
+/// Who a development token is for, and what it grants.
+pub struct DevSubject<'a> {
+    pub user_id: &'a str,
+    pub email: Option<&'a str>,
+    /// The `scope` claim (a member's scopes never make it admin).
+    pub scopes: &'a [String],
+    /// The `cognito:groups` claim (the admin group makes a member admin).
+    pub groups: &'a [String],
 }
 
 /// Mints a development HS256 token (the `mint-token` command and the local default).
@@ -100,11 +149,10 @@ pub fn mint_token(
     secret: &[u8],
     issuer: &str,
     client_id: &str,
-    user_id: &str,
-    email: Option<&str>,
-    scopes: &[String],
+    subject: &DevSubject<'_>,
     ttl: Duration,
 ) -> String {
+    let DevSubject { user_id, email, scopes, groups } = *subject;
     let now = chrono::Utc::now().timestamp();
     let mut claims = serde_json::json!({
         "sub": user_id,
@@ -120,6 +168,9 @@ pub fn mint_token(
     if !scopes.is_empty() {
         claims["scope"] = scopes.join(" ").into();
     }
+    if !groups.is_empty() {
+        claims["cognito:groups"] = groups.into();
+    }
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
@@ -132,12 +183,10 @@ pub fn mint_token(
 pub fn demo_token(auth: &AuthConfig) -> Option<String> {
     match (&auth.hs256_secret, auth.dev_mode) {
         (Some(secret), true) => Some(mint_token(
-            secret,
+            secret.expose_secret(),
             &auth.issuer,
             &auth.client_id,
-            DEMO_USER,
-            Some(DEMO_EMAIL),
-            &[],
+            &DevSubject { user_id: DEMO_USER, email: Some(DEMO_EMAIL), scopes: &[], groups: &[] },
             DEV_TOKEN_TTL,
         )),
         _ => None,
@@ -237,4 +286,26 @@ pub fn banner(addr: std::net::SocketAddr, data_dir: &Path, token: &str) -> Strin
          Try it:\n  curl -s -H 'Authorization: Bearer {token}' http://{addr}/dashboard/profile\n",
         dir = data_dir.display(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn development_secret_files_are_created_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("dashboard-dev-secret-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let created = hs256_secret(&dir).unwrap();
+        let mode = std::fs::metadata(dir.join("dev-hs256-secret")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "dev-hs256-secret mode {:o}", mode & 0o777);
+        secret_file(&dir, "dev-cursor-key").unwrap();
+        let mode = std::fs::metadata(dir.join("dev-cursor-key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "dev-cursor-key mode {:o}", mode & 0o777);
+        // Read back, not regenerated.
+        assert_eq!(hs256_secret(&dir).unwrap().expose_secret(), created.expose_secret());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

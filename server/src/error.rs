@@ -27,9 +27,12 @@ pub enum DomainError {
     OrderNotFound,
     #[error("member not found")]
     MemberNotFound,
-    /// An admin endpoint called without the admin scope or group.
+    /// An admin endpoint called without admin rights (the group, or the operator's scope).
     #[error("admin scope required")]
     AdminRequired,
+    /// A member's endpoint called with the operator client's token, which names no member.
+    #[error("member token required")]
+    MemberRequired,
     #[error("invalid page token")]
     InvalidPageToken,
     /// A Stripe webhook whose signature is missing or wrong (the reason is only logged).
@@ -100,7 +103,12 @@ impl DomainError {
             DomainError::AdminRequired => ApiError::new(
                 ErrorStatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
-                "this operation needs the admin scope",
+                "this operation needs an admin: a member of the admin group or the operator client",
+            ),
+            DomainError::MemberRequired => ApiError::new(
+                ErrorStatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "this operation needs a member's token; the operator client is not a member",
             ),
             DomainError::InvalidPageToken => ApiError::new(
                 ErrorStatusCode::BAD_REQUEST,

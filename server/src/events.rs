@@ -1,5 +1,6 @@
 //! Work that arrives as Lambda events rather than HTTP requests (through the Web Adapter's
-//! pass-through path): SQS batches of stale-order refreshes and the daily schedule.
+//! pass-through path): SQS batches of stale-order refreshes and the daily schedule (the
+//! catch-up from Stripe's Events list, see `orders::catchup`).
 
 use crate::orders::OrderService;
 use dashboard_api::ErrorCode;
@@ -36,13 +37,21 @@ pub async fn handle(
     let scheduled = event["detail-type"].as_str() == Some("Scheduled Event")
         || event["source"].as_str().is_some_and(|s| s == "aws.scheduler" || s == "aws.events");
     if scheduled {
+        // The Events list from the checkpoint, or the per-member sweep when there is none
+        // (see `orders::catchup`).
         let report = orders
-            .reconcile_all()
+            .catch_up()
             .await
             .map_err(|e| HttpError::for_unavail(code(ErrorCode::ReconcileFailed), e.to_string()))?;
-        info!(log, "scheduled reconcile"; "record_type" => "audit", "action" => "sync.scheduled",
-            "members" => report.members, "failed" => report.failed);
-        return serde_json::to_value(report).map_err(|e| HttpError {
+        let sweep = report.sweep.clone().unwrap_or_default();
+        info!(log, "scheduled sync"; "record_type" => "audit", "action" => "sync.scheduled",
+            "mode" => report.mode, "fallback" => report.fallback.map(|f| f.as_str()),
+            "events" => report.events, "applied" => report.applied,
+            "duplicates" => report.duplicates, "list_requests" => report.list_requests,
+            "refetch_requests" => report.refetch_requests,
+            "stripe_requests" => report.stripe_requests, "checkpoint" => report.checkpoint,
+            "members" => sweep.members, "failed" => sweep.failed);
+        return report.to_json().map_err(|e| HttpError {
             error_code: code(ErrorCode::InternalError),
             ..HttpError::for_internal_error(e.to_string())
         });

@@ -6,7 +6,7 @@ use crate::error::DomainError;
 use crate::profiles;
 use dashboard_api::{
     ApiError, DashboardApi, Health, IfMatchHeader, JsonBody, LinkStripeCustomer, MemberPath, Order,
-    OrderPath, OrdersPage, OrdersQuery, Profile, ProfileHeaders, ProfileUpdate,
+    OrderPath, OrdersPage, OrdersQuery, Profile, ProfileHeaders, ProfilePatch, ProfileUpdate,
     ScheduledSyncReport, StripeSignatureHeader, SyncReport, SyncRequest, SyncStatus, WebhookAck,
 };
 use dropshot::{
@@ -33,8 +33,27 @@ fn profile_response(item: crate::storage::profiles::ProfileRecord) -> ProfileRes
     HttpResponseHeaders::new(HttpResponseOk(profiles::to_api(item)), ProfileHeaders { etag })
 }
 
-/// Authenticates, runs the domain call, and maps its error: the whole of a handler.
+/// Like [`authenticated`], for a member's own endpoints: an operator client's token names no
+/// member (its `sub` is the client), so it has no profile or orders and gets 403.
 async fn member<T, F, Fut>(rqctx: &RequestContext<ServerContext>, call: F) -> Result<T, ApiError>
+where
+    F: FnOnce(Identity) -> Fut,
+    Fut: Future<Output = Result<T, DomainError>>,
+{
+    authenticated(rqctx, |identity| async move {
+        if !identity.is_member() {
+            return Err(DomainError::MemberRequired);
+        }
+        call(identity).await
+    })
+    .await
+}
+
+/// Authenticates, runs the domain call, and maps its error: the whole of a handler.
+async fn authenticated<T, F, Fut>(
+    rqctx: &RequestContext<ServerContext>,
+    call: F,
+) -> Result<T, ApiError>
 where
     F: FnOnce(Identity) -> Fut,
     Fut: Future<Output = Result<T, DomainError>>,
@@ -44,29 +63,54 @@ where
         let identity = rqctx.context().auth.authenticate(rqctx.request.headers()).await?;
         call(identity).await
     };
-    let result = result.await.map_err(|e| e.into_api(&rqctx.log));
+    // Every Stripe call of the request stops retrying before the request's deadline.
+    let lambda = rqctx.request.headers().get("x-amzn-lambda-context").map(|v| v.as_bytes());
+    let deadline = rqctx.context().orders.request_deadline(started, lambda);
+    let result = crate::stripe::with_deadline(deadline, result).await;
+    let result = result.map_err(|e| e.into_api(&rqctx.log));
     let status = result.as_ref().map_or_else(|e| e.status.as_u16(), |_| 200);
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     crate::metrics::request(&rqctx.log, &rqctx.endpoint.operation_id, latency_ms, status);
     result
 }
 
-/// Like [`member`], for the admin-only endpoints.
-async fn admin<T, F, Fut>(rqctx: &RequestContext<ServerContext>, call: F) -> Result<T, ApiError>
+/// Like [`authenticated`], for the admin-only endpoints (an admin member or the operator).
+///
+/// Every call an admin makes leaves one audit record once it is done: who (`user_id`), what
+/// (`action`, the operation id), whom it was about (`target`) and whether it succeeded.
+async fn admin<T, F, Fut>(
+    rqctx: &RequestContext<ServerContext>,
+    target: AdminTarget,
+    call: F,
+) -> Result<T, ApiError>
 where
     F: FnOnce(Identity) -> Fut,
     Fut: Future<Output = Result<T, DomainError>>,
 {
-    member(rqctx, |identity| async {
+    authenticated(rqctx, |identity| async {
         if !rqctx.context().auth.is_admin(&identity) {
             return Err(DomainError::AdminRequired);
         }
+        let actor = identity.user_id.clone();
+        let result = call(identity).await;
         slog::info!(rqctx.log, "admin action";
-            "record_type" => "audit", "user_id" => &identity.user_id,
-            "action" => rqctx.endpoint.operation_id.clone());
-        call(identity).await
+            "record_type" => "audit", "user_id" => actor,
+            "action" => rqctx.endpoint.operation_id.clone(),
+            "target_user_id" => target.user_id,
+            "stripe_customer_id" => target.stripe_customer_id,
+            "outcome" => if result.is_ok() { "ok" } else { "failed" });
+        result
     })
     .await
+}
+
+/// Whom an admin action is about, as its audit record names it (`None`: not logged as a value).
+#[derive(Default)]
+struct AdminTarget {
+    /// The member acted on (`target_user_id`).
+    user_id: Option<String>,
+    /// The Stripe customer linked (`stripe_customer_id`).
+    stripe_customer_id: Option<String>,
 }
 
 impl DashboardApi for DashboardImpl {
@@ -98,9 +142,25 @@ impl DashboardApi for DashboardImpl {
         let store = rqctx.context().store.clone();
         let if_match = if_match.into_inner().if_match;
         let log = rqctx.log.clone();
+        // The audit record names the member itself (a second `user_id` key would repeat it).
         member(&rqctx, |identity| async move {
-            let log = log.new(slog::o!("user_id" => identity.user_id.clone()));
             profiles::update(&store, &log, &identity, if_match.as_deref(), body.into_inner()).await
+        })
+        .await
+        .map(profile_response)
+    }
+
+    async fn patch_profile(
+        rqctx: RequestContext<Self::Context>,
+        if_match: Header<IfMatchHeader>,
+        body: JsonBody<ProfilePatch>,
+    ) -> Result<ProfileResponse, ApiError> {
+        let store = rqctx.context().store.clone();
+        let if_match = if_match.into_inner().if_match;
+        let log = rqctx.log.clone();
+        // The audit record names the member itself (a second `user_id` key would repeat it).
+        member(&rqctx, |identity| async move {
+            profiles::patch(&store, &log, &identity, if_match.as_deref(), body.into_inner()).await
         })
         .await
         .map(profile_response)
@@ -146,7 +206,10 @@ impl DashboardApi for DashboardImpl {
         body: UntypedBody,
     ) -> Result<HttpResponseOk<WebhookAck>, ApiError> {
         let signature = signature.into_inner().stripe_signature;
-        let result = rqctx.context().orders.webhook(body.as_bytes(), signature.as_deref()).await;
+        let lambda = rqctx.request.headers().get("x-amzn-lambda-context").map(|v| v.as_bytes());
+        let deadline = rqctx.context().orders.request_deadline(std::time::Instant::now(), lambda);
+        let work = rqctx.context().orders.webhook(body.as_bytes(), signature.as_deref());
+        let result = crate::stripe::with_deadline(deadline, work).await;
         let outcome = match &result {
             Ok(ack) => ack.outcome.as_str(),
             Err(DomainError::InvalidWebhookSignature(_)) => "rejected",
@@ -162,14 +225,19 @@ impl DashboardApi for DashboardImpl {
     ) -> Result<HttpResponseOk<SyncReport>, ApiError> {
         let user_id = body.into_inner().user_id;
         let orders = rqctx.context().orders.clone();
-        admin(&rqctx, |_| async move { orders.reconcile(&user_id).await }).await.map(HttpResponseOk)
+        let target = AdminTarget { user_id: Some(user_id.clone()), ..Default::default() };
+        admin(&rqctx, target, |_| async move { orders.reconcile(&user_id).await })
+            .await
+            .map(HttpResponseOk)
     }
 
     async fn post_sync_all(
         rqctx: RequestContext<Self::Context>,
     ) -> Result<HttpResponseOk<ScheduledSyncReport>, ApiError> {
         let orders = rqctx.context().orders.clone();
-        admin(&rqctx, |_| async move { orders.reconcile_all().await }).await.map(HttpResponseOk)
+        admin(&rqctx, AdminTarget::default(), |_| async move { orders.reconcile_all().await })
+            .await
+            .map(HttpResponseOk)
     }
 
     async fn put_member_stripe_customer(
@@ -180,7 +248,11 @@ impl DashboardApi for DashboardImpl {
         let user_id = path.into_inner().user_id;
         let customer = body.into_inner().stripe_customer_id;
         let store = rqctx.context().store.clone();
-        admin(&rqctx, |_| async move { profiles::link(&store, &user_id, &customer).await })
+        let target = AdminTarget {
+            user_id: Some(user_id.clone()),
+            stripe_customer_id: Some(customer.clone()),
+        };
+        admin(&rqctx, target, |_| async move { profiles::link(&store, &user_id, &customer).await })
             .await
             .map(|item| HttpResponseOk(profiles::to_api(item)))
     }
@@ -188,8 +260,17 @@ impl DashboardApi for DashboardImpl {
 
 /// Non-HTTP work delivered by the AWS Lambda Web Adapter on its pass-through path: SQS batches
 /// (stale-order refreshes: `{"userId": …}` bodies) and the daily EventBridge schedule. Not part
-/// of the API: API Gateway routes nothing here, and a request that came through API Gateway
-/// carries a non-null `x-amzn-request-context` (set by the adapter), which is refused.
+/// of the API, and registered only under Lambda (`Config::lambda_events`).
+///
+/// The adapter sets `x-amzn-request-context` on every request it forwards, replacing any the
+/// caller sent, to the JSON of the event's request context; a non-HTTP event has none and gets
+/// the literal `null` (`fetch_response` in
+/// https://github.com/awslabs/aws-lambda-web-adapter/blob/main/src/lib.rs inserts
+/// `serde_json::to_string(&request_context)`, and lambda_http's `RequestContext::PassThrough` is
+/// a unit variant of an untagged enum, which serializes as `null`; docs:
+/// https://github.com/awslabs/aws-lambda-web-adapter/blob/main/docs/guide/src/features/non-http-events.md).
+/// So anything but a present `null` did not come from the adapter as an event, and gets the
+/// same 404 as an unknown path.
 #[dropshot::endpoint {
     method = POST,
     path = "/events",
@@ -201,10 +282,11 @@ pub async fn lambda_events(
     body: UntypedBody,
 ) -> Result<HttpResponseOk<serde_json::Value>, dropshot::HttpError> {
     let context = rqctx.request.headers().get("x-amzn-request-context");
-    if context.is_some_and(|v| v.as_bytes() != b"null") {
+    if context.is_none_or(|v| v.as_bytes() != b"null") {
+        // Dropshot's own unknown-path error: same status, no code, same message.
         return Err(dropshot::HttpError::for_not_found(
             None,
-            "HTTP request on the events path".into(),
+            "not a Lambda event on the events path".into(),
         ));
     }
     let event: serde_json::Value = serde_json::from_slice(body.as_bytes()).map_err(|e| {
@@ -212,5 +294,12 @@ pub async fn lambda_events(
         dropshot::HttpError::for_bad_request(Some(code), format!("not JSON: {e}"))
     })?;
     let orders = rqctx.context().orders.clone();
-    crate::events::handle(&orders, &rqctx.log, &event).await.map(HttpResponseOk)
+    let work = crate::events::handle(&orders, &rqctx.log, &event);
+    // The invocation's deadline bounds the whole batch or sweep (the worker runs up to 15
+    // minutes); without one, each member's reconcile keeps to its own budget.
+    let lambda = rqctx.request.headers().get("x-amzn-lambda-context").map(|v| v.as_bytes());
+    match crate::stripe::invocation_deadline(lambda) {
+        Some(deadline) => crate::stripe::with_deadline(deadline, work).await.map(HttpResponseOk),
+        None => work.await.map(HttpResponseOk),
+    }
 }

@@ -106,13 +106,13 @@ pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServe
     let dev_token = dev::demo_token(&config.auth);
     #[cfg(not(feature = "embedded"))]
     let dev_token = None;
-    let api = describe_api(dev_token.is_some())?;
+    let api = describe_api(dev_token.is_some(), config.lambda_events)?;
     let auth = auth::Authenticator::new(config.auth.clone());
     let server = serve(config, log, api, ServerContext { store, auth, orders, dev_token })?;
     #[cfg(feature = "embedded")]
     if let Some(sim) = &stripe_sim {
         let url = format!("http://{}/webhooks/stripe", server.local_addr());
-        sim.set_webhook_endpoint(&url, &webhook_secret);
+        sim.set_webhook_endpoint(&url, secrecy::ExposeSecret::expose_secret(&webhook_secret));
     }
     let _ = webhook_secret;
     Ok(RunningServer { server, embedded, stripe_sim })
@@ -168,12 +168,19 @@ async fn refresh_queue(config: &Config) -> Option<aws_sdk_sqs::Client> {
     Some(aws_sdk_sqs::Client::new(&shared))
 }
 
-/// The API from the contract, plus the paths outside it: Lambda's pass-through `/events`, and
-/// `/dev/token` on the development default.
-fn describe_api(with_dev_token: bool) -> anyhow::Result<dropshot::ApiDescription<ServerContext>> {
+/// The API from the contract, plus the paths outside it: Lambda's pass-through `/events` (only
+/// under Lambda: anywhere else it would let anyone run the sync, so there it is an unknown
+/// path), and `/dev/token` on the development default.
+fn describe_api(
+    with_dev_token: bool,
+    with_lambda_events: bool,
+) -> anyhow::Result<dropshot::ApiDescription<ServerContext>> {
     let mut api = dashboard_api::dashboard_api_mod::api_description::<http::DashboardImpl>()
         .map_err(|e| anyhow::anyhow!("building the API description: {e}"))?;
-    api.register(http::lambda_events).map_err(|e| anyhow::anyhow!("registering /events: {e}"))?;
+    if with_lambda_events {
+        api.register(http::lambda_events)
+            .map_err(|e| anyhow::anyhow!("registering /events: {e}"))?;
+    }
     #[cfg(feature = "embedded")]
     if with_dev_token {
         api.register(dev::dev_token).map_err(|e| anyhow::anyhow!("registering /dev/token: {e}"))?;

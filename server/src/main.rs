@@ -68,15 +68,20 @@ struct MintArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     ttl_secs: u64,
-    /// OAuth scopes to include (repeatable).
+    /// OAuth scopes to include (repeatable). A member's scopes never make it admin.
     #[arg(long = "scope")]
     scopes: Vec<String>,
+    /// Cognito groups to include as `cognito:groups` (repeatable); `dashboard-admins` (or
+    /// `DASHBOARD_ADMIN_GROUP`) makes the member admin.
+    #[arg(long = "group")]
+    groups: Vec<String>,
     /// Folder of the development secret.
     #[arg(long, env = "DASHBOARD_DATA_DIR", default_value = ".dashboard")]
     data_dir: std::path::PathBuf,
     /// Sign with this shared secret instead of the development one.
-    #[arg(long, env = "DASHBOARD_JWT_HS256_SECRET", hide_env_values = true)]
-    jwt_hs256_secret: Option<String>,
+    #[arg(long, env = "DASHBOARD_JWT_HS256_SECRET", hide_env_values = true,
+          value_parser = |s: &str| Ok::<_, std::convert::Infallible>(secrecy::SecretString::from(s)))]
+    jwt_hs256_secret: Option<secrecy::SecretString>,
     #[arg(long, env = "DASHBOARD_JWT_ISSUER", default_value = dev::DEV_ISSUER)]
     jwt_issuer: String,
     #[arg(long, env = "DASHBOARD_JWT_CLIENT_ID", default_value = dev::DEV_CLIENT_ID)]
@@ -181,8 +186,9 @@ async fn store(args: StoreArgs) -> ExitCode {
 
 #[cfg(feature = "embedded")]
 fn mint(args: MintArgs) -> ExitCode {
+    use secrecy::ExposeSecret;
     let secret = match args.jwt_hs256_secret {
-        Some(secret) => secret.into_bytes(),
+        Some(secret) => secrecy::SecretSlice::from(secret.expose_secret().as_bytes().to_vec()),
         None => match dev::hs256_secret(&args.data_dir) {
             Ok(secret) => secret,
             Err(error) => {
@@ -192,12 +198,15 @@ fn mint(args: MintArgs) -> ExitCode {
         },
     };
     let token = dev::mint_token(
-        &secret,
+        secret.expose_secret(),
         &args.jwt_issuer,
         &args.jwt_client_id,
-        &args.user_id,
-        args.email.as_deref(),
-        &args.scopes,
+        &dev::DevSubject {
+            user_id: &args.user_id,
+            email: args.email.as_deref(),
+            scopes: &args.scopes,
+            groups: &args.groups,
+        },
         std::time::Duration::from_secs(args.ttl_secs),
     );
     println!("{token}");

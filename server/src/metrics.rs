@@ -73,3 +73,24 @@ pub fn reconcile(log: &Logger, report: Option<&dashboard_api::SyncReport>) {
         "ReconcileErrors" => u8::from(report.is_none()),
     );
 }
+
+/// One scheduled sync: whether it fell back to the per-member sweep (no checkpoint, or one
+/// older than Stripe keeps events), the events it read and the Stripe requests it made.
+pub fn catch_up(log: &Logger, fell_back: bool, events: u64, applied: u64, stripe_requests: u64) {
+    let aws = emf(
+        &[],
+        &[
+            ("CatchUpFallbacks", "Count"),
+            ("CatchUpEvents", "Count"),
+            ("CatchUpApplied", "Count"),
+            ("CatchUpStripeRequests", "Count"),
+        ],
+    );
+    info!(log, "metrics";
+        EMF_KEY => slog::Serde(aws),
+        "CatchUpFallbacks" => u8::from(fell_back),
+        "CatchUpEvents" => events,
+        "CatchUpApplied" => applied,
+        "CatchUpStripeRequests" => stripe_requests,
+    );
+}

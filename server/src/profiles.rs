@@ -2,10 +2,10 @@
 
 use crate::auth::Identity;
 use crate::error::DomainError;
-use crate::storage::profiles::{EditableFields, ProfileRecord, EDITABLE_ATTRIBUTES};
-use crate::storage::{Store, StoreError};
+use crate::storage::profiles::{EditableFields, LinkError, ProfileRecord};
+use crate::storage::Store;
 use crate::validate;
-use dashboard_api::{Profile, ProfileUpdate};
+use dashboard_api::{ErrorCode, Profile, ProfilePatch, ProfileUpdate};
 use serde_json::{json, Value};
 use slog::{info, Logger};
 
@@ -44,10 +44,128 @@ pub async fn update(
 ) -> Result<ProfileRecord, DomainError> {
     let fields = validate::profile_update(update)?;
     let expected = parse_if_match(if_match)?;
+    write(store, log, identity, expected, fields).await
+}
+
+/// Applies a JSON Merge Patch (RFC 7396) to the editable fields if `if_match` names the current
+/// version. The patched fields are checked as a whole, as a `PUT` body is, and before
+/// `If-Match`, for the same reason. A patch that changes nothing writes nothing (no new
+/// version, no audit record) but still needs the current `If-Match`.
+pub async fn patch(
+    store: &Store,
+    log: &Logger,
+    identity: &Identity,
+    if_match: Option<&str>,
+    patch: ProfilePatch,
+) -> Result<ProfileRecord, DomainError> {
+    let current = store.get_profile(&identity.user_id).await?;
+    let base = current.as_ref().map(ProfileRecord::editable).unwrap_or_default();
+    let fields = validate::profile_update(patched(base, &patch)?)?;
+    let expected = parse_if_match(if_match)?;
+    match current {
+        Some(current) if current.version == expected && current.editable() == fields => Ok(current),
+        // The conditional write refuses a version that moved since the read.
+        Some(current) if current.version == expected => {
+            write(store, log, identity, expected, fields).await
+        }
+        _ => Err(DomainError::PreconditionFailed),
+    }
+}
+
+/// Writes `fields` over version `expected` and records the change.
+async fn write(
+    store: &Store,
+    log: &Logger,
+    identity: &Identity,
+    expected: u64,
+    fields: EditableFields,
+) -> Result<ProfileRecord, DomainError> {
     let now = chrono::Utc::now();
     let old = store.update_profile(&identity.user_id, expected, &fields, now).await?;
     audit(log, identity, &old.editable(), &fields, now);
     Ok(old.with_editable(fields, now))
+}
+
+/// The editable fields as a `PUT` body.
+fn to_update(fields: EditableFields) -> ProfileUpdate {
+    ProfileUpdate {
+        email: fields.email,
+        display_name: fields.display_name,
+        shipping_address: fields.shipping_address.map(Into::into),
+        preferred_wallet: fields.preferred_wallet,
+        avatar_url: fields.avatar_url,
+        dashboard_settings: Some(fields.dashboard_settings.into()),
+    }
+}
+
+/// The `PUT` body that `patch` makes of `base`: `base` as a document, the patch merged in.
+fn patched(base: EditableFields, patch: &ProfilePatch) -> Result<ProfileUpdate, DomainError> {
+    let mut document = serde_json::to_value(to_update(base)).expect("an update serialises");
+    // `None` members are skipped and `Some(None)` is `null`: the patch document as sent.
+    merge_patch(&mut document, serde_json::to_value(patch).expect("a patch serialises"));
+    // Merging removes what a patch sets to null; to a PUT body, absent and null differ, and
+    // null is what the patch meant (also for the optional parts a new address leaves out).
+    let nullable: [(&str, &[&str]); 2] = [
+        (
+            "",
+            &[
+                "email",
+                "displayName",
+                "shippingAddress",
+                "preferredWallet",
+                "avatarUrl",
+                "dashboardSettings",
+            ],
+        ),
+        ("/shippingAddress", &["line2", "region"]),
+    ];
+    for (pointer, members) in nullable {
+        if let Some(object) = document.pointer_mut(pointer).and_then(Value::as_object_mut) {
+            for member in members {
+                object.entry(*member).or_insert(Value::Null);
+            }
+        }
+    }
+    dashboard_api::from_json_value(document).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.inner().to_string();
+        let missing = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`'));
+        match missing {
+            // Only the parts of an address the patch created can be missing: the base has
+            // every field.
+            Some(name) => DomainError::Invalid {
+                code: ErrorCode::MissingField,
+                field: if path == "." { name.to_string() } else { format!("{path}.{name}") },
+                message: if path == "shippingAddress" {
+                    "is missing: a new shippingAddress needs line1, city, postalCode and country"
+                        .to_string()
+                } else {
+                    "is missing".to_string()
+                },
+            },
+            None => DomainError::Invalid { code: ErrorCode::InvalidBody, field: path, message },
+        }
+    })
+}
+
+/// RFC 7396, section 2 (https://www.rfc-editor.org/rfc/rfc7396#section-2): objects merge
+/// member by member, `null` removes a member, anything else replaces the target.
+fn merge_patch(target: &mut Value, patch: Value) {
+    let Value::Object(members) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(serde_json::Map::new());
+    }
+    let object = target.as_object_mut().expect("an object");
+    for (name, value) in members {
+        if value.is_null() {
+            object.remove(&name);
+        } else {
+            merge_patch(object.entry(name).or_insert(Value::Null), value);
+        }
+    }
 }
 
 /// A strong ETag from the stored version.
@@ -86,8 +204,8 @@ pub fn to_api(item: ProfileRecord) -> Profile {
     }
 }
 
-/// One structured record per successful update: who, when, what changed (email and wallet
-/// masked).
+/// One structured record per successful update: who, when, which fields changed, and their old
+/// and new values masked (`AUDITED`): no personal value is ever logged in clear.
 fn audit(
     log: &Logger,
     identity: &Identity,
@@ -107,43 +225,103 @@ fn audit(
     );
 }
 
-/// Changed fields with their old and new values, sensitive ones masked.
+/// How an audited value is written in the record.
+#[derive(Clone, Copy, Debug)]
+enum Mask {
+    /// Not personal (dashboard preferences): in clear.
+    Clear,
+    /// `a***@e***.com`: enough to tell two addresses apart by eye, not to recover either.
+    Email,
+    /// The first character and `***` (only `***` under 4 characters).
+    Text,
+    /// `0x5a…ed`: 4 of 40 hex digits, far too few to find the address on a chain.
+    Wallet,
+    /// The scheme only: host and path can name the member.
+    Url,
+}
+
+/// Every editable value by its path in a `PUT` body, and how the audit record writes it.
+///
+/// Masks rather than hashes: a plain hash of an email, a postal code or a country is reversed
+/// by trying the likely values, and a keyed hash needs a key kept and rotated like any secret
+/// for little gain; the record's job is who changed which field when, and a mask lets a
+/// person recognise a value they already know without the log disclosing it.
+const AUDITED: [(&str, Mask); 14] = [
+    ("email", Mask::Email),
+    ("displayName", Mask::Text),
+    ("shippingAddress.line1", Mask::Text),
+    ("shippingAddress.line2", Mask::Text),
+    ("shippingAddress.city", Mask::Text),
+    ("shippingAddress.region", Mask::Text),
+    ("shippingAddress.postalCode", Mask::Text),
+    ("shippingAddress.country", Mask::Text),
+    ("preferredWallet", Mask::Wallet),
+    ("avatarUrl", Mask::Url),
+    ("dashboardSettings.theme", Mask::Clear),
+    ("dashboardSettings.emailNotifications", Mask::Clear),
+    ("dashboardSettings.ordersPageSize", Mask::Clear),
+    ("dashboardSettings.locale", Mask::Clear),
+];
+
+/// Changed values by path (nested objects part by part) with their old and new values masked.
 pub fn diff(old: &EditableFields, new: &EditableFields) -> serde_json::Map<String, Value> {
-    let old = serde_json::to_value(old).expect("fields serialise");
-    let new = serde_json::to_value(new).expect("fields serialise");
+    let document = |f: &EditableFields| serde_json::to_value(to_update(f.clone())).expect("JSON");
+    let (old, new) = (document(old), document(new));
     let mut changes = serde_json::Map::new();
-    for field in EDITABLE_ATTRIBUTES {
-        let (before, after) = (&old[field], &new[field]);
+    for (path, how) in AUDITED {
+        let pointer = format!("/{}", path.replace('.', "/"));
+        let before = old.pointer(&pointer).unwrap_or(&Value::Null);
+        let after = new.pointer(&pointer).unwrap_or(&Value::Null);
         if before != after {
             changes.insert(
-                field.to_string(),
-                json!({ "old": mask(field, before), "new": mask(field, after) }),
+                path.to_string(),
+                json!({ "old": mask(how, before), "new": mask(how, after) }),
             );
         }
     }
     changes
 }
 
-fn mask(field: &str, value: &Value) -> Value {
-    let Some(text) = value.as_str() else { return value.clone() };
-    match field {
-        "email" => match text.split_once('@') {
+fn mask(how: Mask, value: &Value) -> Value {
+    let text = match (how, value) {
+        (Mask::Clear, _) | (_, Value::Null) => return value.clone(),
+        (_, Value::String(text)) => text.as_str(),
+        // Every personal field is a string; anything else is hidden whole.
+        _ => return json!("***"),
+    };
+    let first = |s: &str| s.chars().next().map(String::from).unwrap_or_default();
+    let masked = match how {
+        Mask::Email => match text.rsplit_once('@') {
             Some((local, domain)) => {
-                let first: String = local.chars().take(1).collect();
-                json!(format!("{first}***@{domain}"))
+                let top = domain.rsplit_once('.').map(|(_, top)| format!(".{top}"));
+                format!("{}***@{}***{}", first(local), first(domain), top.unwrap_or_default())
             }
-            None => json!("***"),
+            None => "***".to_string(),
         },
-        "preferredWallet" if text.len() > 10 => {
-            json!(format!("{}…{}", &text[..6], &text[text.len() - 4..]))
+        Mask::Text if text.chars().count() >= 4 => format!("{}***", first(text)),
+        Mask::Wallet if text.len() == 42 && text.is_ascii() => {
+            format!("{}…{}", &text[..4], &text[text.len() - 2..])
         }
-        "preferredWallet" => json!("***"),
-        _ => value.clone(),
-    }
+        Mask::Url => match text.split_once("://") {
+            Some((scheme, _)) if scheme.chars().all(|c| c.is_ascii_alphabetic()) => {
+                format!("{scheme}://***")
+            }
+            _ => "***".to_string(),
+        },
+        _ => "***".to_string(),
+    };
+    json!(masked)
 }
 
 /// Links a member to a Stripe customer (admin): one member per customer, and only a member
-/// who has a profile.
+/// who has a profile. Linking the member to the customer it holds is a no-op (200 again).
+///
+/// After the link, the member's cached orders of any other customer are deleted (a relink
+/// leaves none of the old customer's orders with the member). That runs after the transaction,
+/// so a crash in between leaves them in the table; they stay out of sight (the listing and the
+/// detail show only orders of the customer the profile holds now, and no order of the old
+/// customer can be cached for the member any more: `Store::insert_order`), and the next link
+/// call for the member deletes them.
 pub async fn link(
     store: &Store,
     user_id: &str,
@@ -151,16 +329,14 @@ pub async fn link(
 ) -> Result<ProfileRecord, DomainError> {
     validate::user_id("userId", user_id)?;
     validate::stripe_customer_id(customer)?;
-    if let Some(owner) = store.member_for_customer(customer).await? {
-        if owner != user_id {
-            return Err(DomainError::CustomerAlreadyLinked);
-        }
-    }
-    match store.link_customer(user_id, customer).await {
-        Ok(profile) => Ok(profile),
-        Err(StoreError::ConditionFailed) => Err(DomainError::MemberNotFound),
-        Err(other) => Err(other.into()),
-    }
+    let linked = match store.link_customer(user_id, customer).await {
+        Ok(linked) => linked,
+        Err(LinkError::NoMember) => return Err(DomainError::MemberNotFound),
+        Err(LinkError::CustomerTaken) => return Err(DomainError::CustomerAlreadyLinked),
+        Err(LinkError::Store(error)) => return Err(error.into()),
+    };
+    store.delete_orders_except(user_id, Some(customer)).await?;
+    Ok(linked.profile)
 }
 
 #[cfg(test)]
@@ -168,18 +344,114 @@ mod tests {
     use super::*;
 
     #[test]
-    fn diff_masks_email_and_wallet() {
+    fn diff_masks_every_personal_value() {
         let old = EditableFields { email: Some("alice@example.com".into()), ..Default::default() };
         let new = EditableFields {
-            email: Some("bob@example.org".into()),
+            email: Some("bob@mail.example.org".into()),
+            display_name: Some("Bob".into()),
             preferred_wallet: Some("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".into()),
-            display_name: None,
+            avatar_url: Some("https://bob.example/me.png".into()),
+            shipping_address: Some(crate::storage::profiles::AddressRecord {
+                line1: "1 Long Road".into(),
+                city: "Leeds".into(),
+                postal_code: "LS1 1AA".into(),
+                country: "GB".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let changes = diff(&old, &new);
-        assert_eq!(changes.len(), 2);
-        assert_eq!(changes["email"], json!({"old": "a***@example.com", "new": "b***@example.org"}));
-        assert_eq!(changes["preferredWallet"], json!({"old": null, "new": "0x5aAe…eAed"}));
+        let expected = json!({
+            "email": {"old": "a***@e***.com", "new": "b***@m***.org"},
+            "displayName": {"old": null, "new": "***"},
+            "preferredWallet": {"old": null, "new": "0x5a…ed"},
+            "avatarUrl": {"old": null, "new": "https://***"},
+            "shippingAddress.line1": {"old": null, "new": "1***"},
+            "shippingAddress.city": {"old": null, "new": "L***"},
+            "shippingAddress.postalCode": {"old": null, "new": "L***"},
+            "shippingAddress.country": {"old": null, "new": "***"},
+        });
+        assert_eq!(Value::Object(changes), expected);
+    }
+
+    /// Every value of a `PUT` body is in `AUDITED`, so a field added later cannot be left out
+    /// of the record (or logged in clear by default).
+    #[test]
+    fn every_editable_value_is_audited() {
+        let full = ProfileUpdate {
+            shipping_address: Some(dashboard_api::ShippingAddress {
+                line1: "a".into(),
+                line2: None,
+                city: "b".into(),
+                region: None,
+                postal_code: "1".into(),
+                country: "GB".into(),
+            }),
+            dashboard_settings: Some(Default::default()),
+            ..Default::default()
+        };
+        let document = serde_json::to_value(full).unwrap();
+        let mut paths = Vec::new();
+        for (key, value) in document.as_object().unwrap() {
+            match value.as_object() {
+                Some(parts) => paths.extend(parts.keys().map(|part| format!("{key}.{part}"))),
+                None => paths.push(key.clone()),
+            }
+        }
+        paths.sort();
+        let mut audited: Vec<String> = AUDITED.iter().map(|(p, _)| p.to_string()).collect();
+        audited.sort();
+        assert_eq!(paths, audited);
+    }
+
+    /// The examples of RFC 7396, appendix A.
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let cases = [
+            (json!({"a":"b"}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":"b"}), json!({"b":"c"}), json!({"a":"b","b":"c"})),
+            (json!({"a":"b"}), json!({"a":null}), json!({})),
+            (json!({"a":"b","b":"c"}), json!({"a":null}), json!({"b":"c"})),
+            (json!({"a":["b"]}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":"c"}), json!({"a":["b"]}), json!({"a":["b"]})),
+            (json!({"a":{"b":"c"}}), json!({"a":{"b":"d","c":null}}), json!({"a":{"b":"d"}})),
+            (json!({"a":[{"b":"c"}]}), json!({"a":[1]}), json!({"a":[1]})),
+            (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
+            (json!({"a":"b"}), json!(["c"]), json!(["c"])),
+            (json!({"a":"foo"}), json!(null), json!(null)),
+            (json!({"a":"foo"}), json!("bar"), json!("bar")),
+            (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
+            (json!([1, 2]), json!({"a":"b","c":null}), json!({"a":"b"})),
+            (json!({}), json!({"a":{"bb":{"ccc":null}}}), json!({"a":{"bb":{}}})),
+        ];
+        for (target, patch, expected) in cases {
+            let mut merged = target.clone();
+            merge_patch(&mut merged, patch.clone());
+            assert_eq!(merged, expected, "{target} + {patch}");
+        }
+    }
+
+    #[test]
+    fn a_patch_fills_what_it_leaves_out_from_the_base() {
+        let base = EditableFields { email: Some("a@b.co".into()), ..Default::default() };
+        let patch: ProfilePatch = serde_json::from_value(json!({
+            "displayName": "Ada",
+            "shippingAddress": {"line1": "1 Row", "city": "Leeds", "postalCode": "LS1",
+                "country": "GB"}
+        }))
+        .unwrap();
+        let update = patched(base.clone(), &patch).unwrap();
+        assert_eq!(update.email.as_deref(), Some("a@b.co"));
+        assert_eq!(update.display_name.as_deref(), Some("Ada"));
+        assert_eq!(update.shipping_address.unwrap().line2, None);
+        let partial: ProfilePatch =
+            serde_json::from_value(json!({"shippingAddress": {"city": "Leeds"}})).unwrap();
+        match patched(base, &partial) {
+            Err(DomainError::Invalid { code: ErrorCode::MissingField, field, .. }) => {
+                assert_eq!(field, "shippingAddress.line1")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -2,15 +2,16 @@
 //! token key as JSON, read once at start and never written to the environment or the logs.
 
 use aws_sdk_secretsmanager::config::BehaviorVersion;
+use secrecy::SecretString;
 use serde::Deserialize;
 
-/// The secret's JSON.
-#[derive(Deserialize)]
+/// The secret's JSON. `Debug` prints no value.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Secrets {
-    pub stripe_secret_key: String,
-    pub stripe_webhook_secret: String,
-    pub cursor_key: String,
+    pub stripe_secret_key: SecretString,
+    pub stripe_webhook_secret: SecretString,
+    pub cursor_key: SecretString,
 }
 
 /// Reads the secret with the default AWS configuration (region, credentials, and endpoint
@@ -44,6 +45,24 @@ impl Classify for serde_json::Error {
             serde_json::error::Category::Syntax => "not JSON",
             serde_json::error::Category::Data => "missing, unknown or mistyped field",
             serde_json::error::Category::Eof => "truncated",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_manager_result_cannot_print_its_values() {
+        let secrets: Secrets = serde_json::from_str(
+            r#"{"stripeSecretKey":"sk_live_PRINTME1","stripeWebhookSecret":"whsec_PRINTME2",
+                "cursorKey":"PRINTME3-0123456789abcdef0123456789"}"#,
+        )
+        .unwrap();
+        let printed = format!("{secrets:?}");
+        for value in ["PRINTME1", "PRINTME2", "PRINTME3"] {
+            assert!(!printed.contains(value), "{value} in {printed}");
         }
     }
 }

@@ -4,6 +4,11 @@
 //! Retries are ours, not the crate's: async-stripe drops response headers, so `Retry-After`
 //! cannot be read; we retry 409, 429, 5xx, timeouts and connection failures with exponential
 //! backoff and full jitter. Every attempt is counted (reconcile reports its Stripe cost).
+//!
+//! Every call also carries a deadline (see [`with_deadline`]): the time left of the HTTP request
+//! or of the Lambda invocation. No attempt runs past it, each attempt's timeout is cut to what
+//! is left, and no retry starts that could not finish; running out of time is
+//! [`StripeFailure::Unavailable`], as an outage is.
 
 use chrono::{DateTime, TimeZone, Utc};
 use dashboard_api::{OrderCharge, OrderDispute, OrderItem, OrderRefund, OrderShipping};
@@ -11,24 +16,83 @@ use futures::TryStreamExt;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use stripe::{ApiErrorsCode, Client, ClientBuilder, StripeError};
 use stripe_checkout::checkout_session::{ListCheckoutSession, ListLineItemsCheckoutSession};
 use stripe_core::charge::ListCharge;
 use stripe_core::dispute::ListDispute;
 use stripe_core::payment_intent::{ListPaymentIntent, RetrievePaymentIntent};
 
-/// Stripe settings, resolved.
+/// The Events list, for the daily catch-up.
+pub mod events;
+
+/// Stripe settings, resolved. `Debug` prints neither key.
 #[derive(Clone, Debug)]
 pub struct StripeConfig {
-    pub secret_key: String,
-    pub webhook_secret: String,
+    pub secret_key: secrecy::SecretString,
+    pub webhook_secret: secrecy::SecretString,
     /// Base URL, e.g. `https://api.stripe.com/` or a simulator's.
     pub api_base: String,
     /// First retry delay; doubles per attempt, with full jitter.
     pub retry_base: Duration,
     /// Attempts per request, the first included.
     pub max_attempts: u32,
+    /// Longest time one request may spend on Stripe, retries included, counted from the start
+    /// of its handling (or of a background reconcile). Under Lambda an invocation deadline that
+    /// comes sooner wins (see [`request_deadline`]).
+    pub deadline: Duration,
+}
+
+tokio::task_local! {
+    /// When the work in hand (an HTTP request, a Lambda invocation, a background reconcile)
+    /// must be done: every Stripe call inside it stops there.
+    static DEADLINE: Instant;
+}
+
+/// Runs `work` with `deadline` as the limit of every Stripe call made inside it.
+pub async fn with_deadline<F: Future>(deadline: Instant, work: F) -> F::Output {
+    DEADLINE.scope(deadline, work).await
+}
+
+/// The deadline set by the innermost [`with_deadline`] around the caller, if any.
+pub fn current_deadline() -> Option<Instant> {
+    DEADLINE.try_with(|deadline| *deadline).ok()
+}
+
+/// Room left after Stripe gives up inside a Lambda invocation: writing the failure and
+/// answering must finish before Lambda stops the function.
+const LAMBDA_MARGIN: Duration = Duration::from_secs(1);
+
+/// An attempt with less time than this left is not started (it could only time out).
+const MIN_ATTEMPT: Duration = Duration::from_millis(50);
+
+/// The per-attempt ceiling (async-stripe's own timeout, set on the client).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The Lambda invocation's deadline, less [`LAMBDA_MARGIN`], from the `x-amzn-lambda-context`
+/// header: the Lambda Web Adapter forwards the invocation context there as JSON, and its
+/// `deadline` is the Unix time in milliseconds at which Lambda stops the function
+/// (https://awslabs.github.io/aws-lambda-web-adapter/features/request-context.html; the adapter
+/// serializes lambda_runtime's `Context`, whose `deadline` field is
+/// https://docs.rs/lambda_runtime/latest/lambda_runtime/struct.Context.html). `None` outside
+/// Lambda or for anything unreadable.
+pub fn invocation_deadline(lambda_context: Option<&[u8]>) -> Option<Instant> {
+    let context: serde_json::Value = serde_json::from_slice(lambda_context?).ok()?;
+    let deadline_ms = context["deadline"].as_u64().or_else(|| context["deadline_ms"].as_u64())?;
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_millis(),
+    )
+    .ok()?;
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    Some(Instant::now() + left.saturating_sub(LAMBDA_MARGIN))
+}
+
+/// The deadline of an HTTP request that began at `started`: the configured budget from then,
+/// or the invocation's when it comes sooner. A client cannot stretch it by sending the header
+/// itself: the sooner of the two wins.
+pub fn request_deadline(started: Instant, budget: Duration, lambda: Option<&[u8]>) -> Instant {
+    let own = started + budget;
+    invocation_deadline(lambda).map_or(own, |invocation| invocation.min(own))
 }
 
 /// Why a Stripe read failed after retries.
@@ -88,9 +152,9 @@ impl StripeApi {
     fn client(&self) -> Result<&Client, StripeFailure> {
         self.client
             .get_or_init(|| {
-                ClientBuilder::new(self.config.secret_key.clone())
+                ClientBuilder::new(secrecy::ExposeSecret::expose_secret(&self.config.secret_key))
                     .url(self.config.api_base.clone())
-                    .timeout(Duration::from_secs(20))
+                    .timeout(ATTEMPT_TIMEOUT)
                     .build()
                     .map_err(|e| format!("building the Stripe client: {e}"))
             })
@@ -107,18 +171,39 @@ impl StripeApi {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// Runs `work` under the deadline already in force, or else under this client's own
+    /// budget from now (a background reconcile has no request around it).
+    pub async fn bounded<F: Future>(&self, work: F) -> F::Output {
+        match current_deadline() {
+            Some(_) => work.await,
+            None => with_deadline(Instant::now() + self.config.deadline, work).await,
+        }
+    }
+
     async fn call<T, F, Fut>(&self, mut send: F) -> Result<T, StripeFailure>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StripeError>>,
     {
+        let deadline = current_deadline().unwrap_or_else(|| Instant::now() + self.config.deadline);
+        let out_of_time = |last: Option<&StripeError>| {
+            let last = last.map(|e| format!(" (last attempt: {e})")).unwrap_or_default();
+            StripeFailure::Unavailable(format!("no time left before the deadline{last}"))
+        };
         let mut attempt = 0;
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < MIN_ATTEMPT {
+                return Err(out_of_time(None));
+            }
             attempt += 1;
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let error = match send().await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
+            // The attempt gets what is left, never more than the client's own timeout.
+            let error = match tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), send()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(error)) => error,
+                Err(_) if left <= ATTEMPT_TIMEOUT => return Err(out_of_time(None)),
+                Err(_) => StripeError::Timeout,
             };
             if let StripeError::Stripe(api, 404) = &error {
                 if api.code == Some(ApiErrorsCode::ResourceMissing) {
@@ -140,6 +225,10 @@ impl StripeApi {
             }
             let ceiling = self.config.retry_base.saturating_mul(1 << (attempt - 1).min(6));
             let delay = ceiling.mul_f64(rand::random::<f64>()).min(Duration::from_secs(10));
+            // A retry that could not start with some time to run is not worth the wait.
+            if Instant::now() + delay + MIN_ATTEMPT > deadline {
+                return Err(out_of_time(Some(&error)));
+            }
             tokio::time::sleep(delay).await;
         }
     }
@@ -180,6 +269,32 @@ impl StripeApi {
             Err(StripeFailure::Missing) => Ok(None),
             Err(other) => Err(other),
         }
+    }
+
+    /// One page of a customer's charges across all their PaymentIntents (failed attempts
+    /// included), newest first, each with its PaymentIntent's id: one request per 100 charges
+    /// (https://docs.stripe.com/api/charges/list, filter `customer`).
+    pub async fn customer_charges_page(
+        &self,
+        customer: &str,
+        starting_after: Option<&str>,
+    ) -> Result<(Vec<(Option<String>, OrderCharge)>, bool), StripeFailure> {
+        let client = self.client()?;
+        let page = self
+            .call(|| {
+                let mut request = ListCharge::new().customer(customer).limit(100);
+                if let Some(after) = starting_after {
+                    request = request.starting_after(after);
+                }
+                async move { request.send(client).await }
+            })
+            .await?;
+        let charges = page
+            .data
+            .iter()
+            .map(|c| (c.payment_intent.as_ref().map(|p| p.id().as_str().to_string()), charge(c)))
+            .collect();
+        Ok((charges, page.has_more))
     }
 
     /// Every charge of a PaymentIntent (failed attempts included), oldest first.
@@ -368,5 +483,42 @@ fn line_item(line: &stripe_shared_session::CheckoutSessionItem) -> OrderItem {
         quantity: line.quantity.unwrap_or(1),
         unit_amount: line.price.as_ref().and_then(|p| p.unit_amount),
         amount_total: line.amount_total,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(deadline_in: Duration) -> Vec<u8> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        let deadline = (now + deadline_in).as_millis();
+        format!(r#"{{"request_id":"r-1","deadline":{deadline},"invoked_function_arn":"arn"}}"#)
+            .into_bytes()
+    }
+
+    /// The adapter's `x-amzn-lambda-context` gives the invocation's deadline, less the margin
+    /// to answer; the sooner of it and the configured budget bounds a request, so a client
+    /// that sends the header itself can only shorten its own request.
+    #[test]
+    fn a_request_keeps_to_the_sooner_of_its_budget_and_the_invocation() {
+        let started = Instant::now();
+        let budget = Duration::from_secs(25);
+        let soon = context(Duration::from_secs(10));
+        let invocation = invocation_deadline(Some(&soon)).unwrap();
+        let left = invocation.saturating_duration_since(started);
+        let nine = Duration::from_secs(9);
+        let close = left.max(nine) - left.min(nine) < Duration::from_millis(100);
+        assert!(close, "{left:?} left, not 10 s less the 1 s margin");
+        // Each reading takes `Instant::now()` again: equal to within a few milliseconds.
+        let again = request_deadline(started, budget, Some(&soon));
+        assert!(again.max(invocation) - again.min(invocation) < Duration::from_millis(50));
+        let late = context(Duration::from_secs(900));
+        assert_eq!(request_deadline(started, budget, Some(&late)), started + budget);
+        for junk in [&b"null"[..], b"{}", b"not json", br#"{"deadline":"soon"}"#] {
+            assert_eq!(invocation_deadline(Some(junk)), None);
+            assert_eq!(request_deadline(started, budget, Some(junk)), started + budget);
+        }
+        assert_eq!(request_deadline(started, budget, None), started + budget);
     }
 }

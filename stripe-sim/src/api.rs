@@ -9,6 +9,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
+mod events;
+
 #[derive(Clone)]
 struct App {
     state: Arc<Mutex<State>>,
@@ -29,7 +31,7 @@ pub(crate) fn router(state: Arc<Mutex<State>>, secret_key: String) -> Router {
         .route("/v1/checkout/sessions", get(list_sessions))
         .route("/v1/checkout/sessions/{id}", get(get_session))
         .route("/v1/checkout/sessions/{id}/line_items", get(list_line_items))
-        .route("/v1/events", get(list_events))
+        .route("/v1/events", get(events::list_events))
         .route("/v1/events/{id}", get(get_event))
         .with_state(App { state, secret_key })
 }
@@ -277,7 +279,6 @@ list_route!(list_charges, charges, "/v1/charges", ["customer", "payment_intent"]
 list_route!(list_refunds, refunds, "/v1/refunds", ["charge", "payment_intent"]);
 list_route!(list_disputes, disputes, "/v1/disputes", ["charge", "payment_intent"]);
 list_route!(list_sessions, sessions, "/v1/checkout/sessions", ["customer", "payment_intent"]);
-list_route!(list_events, events, "/v1/events", ["type"]);
 get_route!(get_customer, customers, "/v1/customers/{id}");
 get_route!(get_payment_intent, payment_intents, "/v1/payment_intents/{id}");
 get_route!(get_charge, charges, "/v1/charges/{id}");

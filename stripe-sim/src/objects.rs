@@ -286,6 +286,25 @@ impl StripeSim {
         })
     }
 
+    /// A dispute moves to `status` (for example `under_review` once evidence is in, then `won`
+    /// or `lost`). Stripe sends `charge.dispute.updated`, and `charge.dispute.closed` when the
+    /// status becomes `won`, `lost` or `warning_closed`; the charge stays `disputed`
+    /// (https://docs.stripe.com/api/events/types#event_types-charge.dispute.closed,
+    /// https://docs.stripe.com/disputes/how-disputes-work).
+    pub fn update_dispute(&self, dispute: &str, status: &str) {
+        self.with_state(|s| {
+            let object =
+                s.disputes.get_mut(dispute).unwrap_or_else(|| panic!("no dispute {dispute}"));
+            set(object, json!({ "status": status }));
+            let snapshot = object.clone();
+            let closed = matches!(status, "won" | "lost" | "warning_closed");
+            s.event(
+                if closed { "charge.dispute.closed" } else { "charge.dispute.updated" },
+                &snapshot,
+            );
+        })
+    }
+
     /// A completed Checkout Session: a new, paid PaymentIntent whose items live in the
     /// session's line items (not in metadata). Returns (session id, payment intent id).
     pub fn checkout(&self, customer: &str, currency: &str, items: &[ItemSpec]) -> (String, String) {

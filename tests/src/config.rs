@@ -2,7 +2,7 @@
 //! uses (the test issuer and client, JSON logs, quick Stripe retries, a random page-token key)
 //! is here, and a test names only what it changes.
 
-use crate::{ADMIN_SCOPE, CLIENT_ID, ISSUER, WEBHOOK_SECRET};
+use crate::{ADMIN_CLIENT_ID, ADMIN_GROUP, ADMIN_SCOPE, CLIENT_ID, ISSUER, WEBHOOK_SECRET};
 use dashboard_server::auth::{AuthConfig, JwksSource};
 use dashboard_server::config::{Config, StoreConfig, StripeSetting};
 use dashboard_server::logging::LogFormat;
@@ -21,8 +21,11 @@ pub struct TestConfig {
     hs256_secret: Option<Vec<u8>>,
     jwks_url: Option<String>,
     jwks_min_refresh: Duration,
+    admin_client_id: Option<String>,
     stale_after: Duration,
     refresh_queue_url: Option<String>,
+    lambda_events: bool,
+    stripe_deadline: Duration,
 }
 
 impl TestConfig {
@@ -38,8 +41,11 @@ impl TestConfig {
             hs256_secret: None,
             jwks_url: None,
             jwks_min_refresh: Duration::ZERO,
+            admin_client_id: Some(ADMIN_CLIENT_ID.into()),
             stale_after: Duration::from_secs(3600),
             refresh_queue_url: None,
+            lambda_events: false,
+            stripe_deadline: Duration::from_secs(25),
         }
     }
 
@@ -57,6 +63,12 @@ impl TestConfig {
         self
     }
 
+    /// Accept no operator client (the default accepts [`ADMIN_CLIENT_ID`]'s tokens).
+    pub fn without_admin_client(mut self) -> Self {
+        self.admin_client_id = None;
+        self
+    }
+
     /// A member's cached orders are stale after `after`.
     pub fn stale_after(mut self, after: Duration) -> Self {
         self.stale_after = after;
@@ -69,6 +81,19 @@ impl TestConfig {
         self
     }
 
+    /// Serve `POST /events` as under Lambda (`DASHBOARD_LAMBDA_EVENTS=true`); off by default,
+    /// as on any server not under Lambda.
+    pub fn lambda_events(mut self) -> Self {
+        self.lambda_events = true;
+        self
+    }
+
+    /// Each request may spend at most `deadline` on Stripe (`DASHBOARD_STRIPE_DEADLINE_MS`).
+    pub fn stripe_deadline(mut self, deadline: Duration) -> Self {
+        self.stripe_deadline = deadline;
+        self
+    }
+
     pub fn build(self) -> Config {
         Config {
             bind_addr: "127.0.0.1:0".parse().unwrap(),
@@ -76,11 +101,13 @@ impl TestConfig {
                 issuer: ISSUER.into(),
                 client_id: CLIENT_ID.into(),
                 accept_id_tokens: false,
-                hs256_secret: self.hs256_secret,
+                hs256_secret: self.hs256_secret.map(Into::into),
                 jwks: self.jwks_url.map(JwksSource::Url),
                 jwks_min_refresh: self.jwks_min_refresh,
                 leeway_secs: 5,
                 dev_mode: false,
+                admin_group: ADMIN_GROUP.into(),
+                admin_client_id: self.admin_client_id,
                 admin_scope: ADMIN_SCOPE.into(),
             },
             store: self.store,
@@ -88,19 +115,21 @@ impl TestConfig {
             log_format: LogFormat::Json,
             log_level: "info".into(),
             stripe: StripeSetting::Live(StripeConfig {
-                secret_key: self.stripe_key,
+                secret_key: self.stripe_key.into(),
                 webhook_secret: WEBHOOK_SECRET.into(),
                 api_base: self.stripe_url,
                 // Quick retries: the simulator's injected failures should not slow the suite.
                 retry_base: Duration::from_millis(5),
                 max_attempts: 8,
+                deadline: self.stripe_deadline,
             }),
             orders: OrdersConfig {
                 stale_after: self.stale_after,
-                cursor_key: rand::random::<[u8; 32]>().to_vec(),
+                cursor_key: rand::random::<[u8; 32]>().to_vec().into(),
                 schedule_concurrency: 4,
                 refresh_queue_url: self.refresh_queue_url,
             },
+            lambda_events: self.lambda_events,
         }
     }
 }

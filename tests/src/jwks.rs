@@ -1,5 +1,5 @@
-//! An RS256 issuer for tests: RSA keys and a JWKS endpoint on 127.0.0.1 that counts its hits
-//! and can rotate keys.
+//! An RS256 issuer for tests: RSA keys and a JWKS endpoint on 127.0.0.1 that counts its hits,
+//! can rotate keys, and can fail on purpose.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -57,6 +57,8 @@ pub struct JwksServer {
     pub url: String,
     keys: Arc<Mutex<Vec<Value>>>,
     hits: Arc<AtomicUsize>,
+    /// Requests still to answer with a 500 before serving again.
+    failures: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -64,15 +66,23 @@ impl JwksServer {
     pub async fn start(keys: &[&SigningKey]) -> Self {
         let keys = Arc::new(Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()));
         let hits = Arc::new(AtomicUsize::new(0));
-        let (served, counter) = (keys.clone(), hits.clone());
+        let failures = Arc::new(AtomicUsize::new(0));
+        let (served, counter, failing) = (keys.clone(), hits.clone(), failures.clone());
         let app = axum::Router::new().route(
             "/.well-known/jwks.json",
             axum::routing::get(move || {
-                let (served, counter) = (served.clone(), counter.clone());
+                let (served, counter, failing) = (served.clone(), counter.clone(), failing.clone());
                 async move {
+                    use axum::response::IntoResponse;
                     counter.fetch_add(1, Ordering::SeqCst);
+                    let fail = failing
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    if fail {
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                    }
                     let keys = served.lock().unwrap().clone();
-                    axum::Json(json!({ "keys": keys }))
+                    axum::Json(json!({ "keys": keys })).into_response()
                 }
             }),
         );
@@ -81,7 +91,12 @@ impl JwksServer {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        JwksServer { url, keys, hits, task }
+        JwksServer { url, keys, hits, failures, task }
+    }
+
+    /// Answer the next `n` requests with a 500, then serve the keys again.
+    pub fn fail_next(&self, n: usize) {
+        self.failures.store(n, Ordering::SeqCst);
     }
 
     /// Serve exactly these keys from now on.

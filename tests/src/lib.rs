@@ -23,7 +23,12 @@ pub use store::{relaxed, Implementation, Limit, TestStore};
 
 pub const ISSUER: &str = "https://issuer.test/pool";
 pub const CLIENT_ID: &str = "test-client";
+/// The scope that makes an operator client's token admin (and a member's nothing).
 pub const ADMIN_SCOPE: &str = "dashboard/admin";
+/// The Cognito group that makes a member admin.
+pub const ADMIN_GROUP: &str = "dashboard-admins";
+/// The operator app client (client-credentials flow) every test server accepts.
+pub const ADMIN_CLIENT_ID: &str = "test-operator";
 pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
 
 /// What a test server should look like.
@@ -41,6 +46,10 @@ pub struct Options {
     pub stale_after: Option<Duration>,
     /// Queue stale refreshes to this SQS queue instead of running them in process.
     pub refresh_queue_url: Option<String>,
+    /// Serve `POST /events` as under Lambda (off by default, as outside Lambda).
+    pub lambda_events: bool,
+    /// Each request's Stripe deadline (default: 25 s, as in production).
+    pub stripe_deadline: Option<Duration>,
 }
 
 /// A running server and what a test needs to talk to it.
@@ -106,6 +115,12 @@ impl TestServer {
         if let Some(url) = &options.refresh_queue_url {
             config = config.refresh_queue(url);
         }
+        if options.lambda_events {
+            config = config.lambda_events();
+        }
+        if let Some(deadline) = options.stripe_deadline {
+            config = config.stripe_deadline(deadline);
+        }
         let config = config.build();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let drain = dashboard_server::logging::json_drain(SharedBuf(logs.clone()));
@@ -149,9 +164,14 @@ impl TestServer {
         self.client(&self.token(json!({ "sub": user_id })))
     }
 
-    /// A client for an admin (a token with the admin scope).
+    /// A client for an admin (a member in the admin group).
     pub fn admin(&self) -> Client {
-        self.client(&self.token(json!({ "sub": "admin-1", "scope": ADMIN_SCOPE })))
+        self.client(&self.token(json!({ "sub": "admin-1", "cognito:groups": [ADMIN_GROUP] })))
+    }
+
+    /// A client for the operator client (a client-credentials token with the admin scope).
+    pub fn operator(&self) -> Client {
+        self.client(&self.token(operator_claims(ADMIN_SCOPE)))
     }
 
     /// Creates the member's profile, links a new simulated Stripe customer to it (as an
@@ -182,6 +202,12 @@ impl TestServer {
             .collect()
     }
 
+    /// Requests of one operation (`Query`, `BatchWriteItem`, …) the server has sent its store
+    /// so far, as the debug build's rules check counts them (`server/src/storage/rules.rs`).
+    pub fn store_calls(&self, operation: &str) -> u64 {
+        self.running.as_ref().expect("a running server").store().calls.get(operation)
+    }
+
     /// Everything logged so far, as text (to check that secrets never appear).
     pub fn log_text(&self) -> String {
         String::from_utf8_lossy(&self.logs.lock().unwrap()).into_owned()
@@ -209,6 +235,12 @@ impl TestServer {
             running.stop().await.unwrap();
         }
     }
+}
+
+/// Claims of an operator client's client-credentials access token with these scopes: `sub`
+/// and `client_id` are the app client's id, and there is no user.
+pub fn operator_claims(scope: &str) -> Value {
+    claims(json!({ "sub": ADMIN_CLIENT_ID, "client_id": ADMIN_CLIENT_ID, "scope": scope }))
 }
 
 /// Standard valid claims for the test issuer, with overrides applied.

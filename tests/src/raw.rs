@@ -9,6 +9,8 @@ use serde_json::Value;
 pub enum Table {
     UserProfiles,
     OrderSnapshots,
+    /// The webhook ledger, which also holds the daily catch-up's checkpoint.
+    StripeEvents,
 }
 
 impl TestServer {
@@ -18,6 +20,7 @@ impl TestServer {
         let table = match table {
             Table::UserProfiles => &store.tables.user_profiles,
             Table::OrderSnapshots => &store.tables.order_snapshots,
+            Table::StripeEvents => &store.tables.stripe_events,
         };
         store
             .client

@@ -5,11 +5,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use dashboard_client::Client;
 use dashboard_tests::jwks::{JwksServer, SigningKey};
-use dashboard_tests::{claims, expect_error, hs256, Options, TestServer, CLIENT_ID};
+use dashboard_tests::{
+    claims, expect_error, hs256, operator_claims, Options, TestServer, ADMIN_CLIENT_ID,
+    ADMIN_GROUP, ADMIN_SCOPE, CLIENT_ID,
+};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// RSA keys are slow to make; every test in this binary shares them.
 fn keys() -> &'static (SigningKey, SigningKey, SigningKey) {
@@ -233,5 +236,152 @@ async fn tokens_never_reach_the_log() {
     let log = server.log_text();
     assert!(!log.is_empty());
     assert!(!log.contains(&token[..40]), "a token appeared in the log");
+    server.stop().await;
+}
+
+/// Asserts a 403 `forbidden` on the admin-only scheduled sync.
+async fn assert_not_admin(name: &str, client: &Client) {
+    let (status, error) = expect_error(client.post_sync_all().await);
+    assert_eq!((status, error.error_code.as_str()), (403, "forbidden"), "{name}");
+}
+
+#[tokio::test]
+async fn admin_is_a_group_and_an_admin_scope_on_a_members_token_grants_nothing() {
+    let server = TestServer::start().await;
+    // Cognito lets any user of the members' client request any scope that client allows: a
+    // member token with the admin scope is a plain member.
+    let scoped = server.client(&server.token(json!({"sub": "m-scope", "scope": ADMIN_SCOPE})));
+    scoped.get_profile().await.unwrap();
+    assert_not_admin("member token with the admin scope", &scoped).await;
+    let body = dashboard_client::types::LinkStripeCustomer {
+        stripe_customer_id: "cus_selfservice".parse().unwrap(),
+    };
+    let (status, _) =
+        expect_error(scoped.put_member_stripe_customer(&"m-scope".parse().unwrap(), &body).await);
+    assert_eq!(status, 403, "a member cannot link itself to a customer");
+    // Groups and scopes are not one list: a group named like the scope is not the admin group.
+    let misnamed =
+        server.client(&server.token(json!({"sub": "m-misnamed", "cognito:groups": [ADMIN_SCOPE]})));
+    assert_not_admin("group named like the admin scope", &misnamed).await;
+    let other = server.client(&server.token(json!({"sub": "m-other", "cognito:groups": ["vip"]})));
+    assert_not_admin("another group", &other).await;
+
+    // The admin group makes a member admin, among other groups.
+    let admin = server
+        .client(&server.token(json!({"sub": "m-admin", "cognito:groups": ["vip", ADMIN_GROUP]})));
+    admin.post_sync_all().await.unwrap();
+    // An admin is still a member: its own profile works.
+    admin.get_profile().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_operator_client_is_admin_by_its_scope_and_is_no_member() {
+    let server = TestServer::start().await;
+    server.operator().post_sync_all().await.unwrap();
+
+    // The operator client without the admin scope: 403; groups on its token mean nothing.
+    let unscoped = server.client(&server.token(operator_claims("dashboard/read")));
+    assert_not_admin("operator without the admin scope", &unscoped).await;
+    let mut grouped_claims = operator_claims("");
+    grouped_claims["cognito:groups"] = json!([ADMIN_GROUP]);
+    assert_not_admin("operator with a group", &server.client(&server.token(grouped_claims))).await;
+
+    // A token of the operator client that names a user is not a client-credentials token.
+    let user_token = server.token(json!({
+        "sub": "someone", "client_id": ADMIN_CLIENT_ID, "scope": ADMIN_SCOPE,
+    }));
+    let (status, error) = expect_error(server.client(&user_token).post_sync_all().await);
+    assert_eq!((status, error.error_code.as_str()), (401, "unauthorized"));
+
+    // The operator is not a member: 403 on every member endpoint, and no profile is made for it.
+    let operator = server.operator();
+    let (status, error) = expect_error(operator.get_profile().await);
+    assert_eq!((status, error.error_code.as_str()), (403, "forbidden"));
+    let (status, _) = expect_error(operator.list_orders(None, None, None, None, None).await);
+    assert_eq!(status, 403);
+    let (status, _) = expect_error(operator.get_sync_status().await);
+    assert_eq!(status, 403);
+    let (status, error) = expect_error(
+        server
+            .admin()
+            .put_member_stripe_customer(&ADMIN_CLIENT_ID.parse().unwrap(), &{
+                dashboard_client::types::LinkStripeCustomer {
+                    stripe_customer_id: "cus_operator".parse().unwrap(),
+                }
+            })
+            .await,
+    );
+    assert_eq!((status, error.error_code.as_str()), (404, "member_not_found"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_first_jwks_fetch_answers_503_and_recovers_after_a_short_backoff() {
+    let (key_a, _, _) = keys();
+    let jwks = JwksServer::start(&[key_a]).await;
+    jwks.fail_next(1);
+    // The production default: 30 s between refreshes for unknown kids.
+    let server = TestServer::start_with(Options {
+        jwks_url: Some(jwks.url.clone()),
+        jwks_min_refresh: Duration::from_secs(30),
+        ..Default::default()
+    })
+    .await;
+    let client = server.client(&key_a.sign(Some("key-a"), &claims(json!({"sub": "cold"}))));
+    let started = Instant::now();
+
+    // No key set was ever loaded: the issuer's fault, not the caller's.
+    let (status, error) = expect_error(client.get_profile().await);
+    assert_eq!((status, error.error_code.as_str()), (503, "service_unavailable"));
+    assert_eq!(jwks.hits(), 1);
+    // During the backoff: still 503, not 401, and the issuer is not asked again.
+    let (status, error) = expect_error(client.get_profile().await);
+    assert_eq!((status, error.error_code.as_str()), (503, "service_unavailable"));
+    assert_eq!(jwks.hits(), 1);
+
+    // After the backoff (1 s), the valid token is accepted: seconds, not 30.
+    let profile = loop {
+        let result = client.get_profile().await;
+        if let Ok(profile) = result {
+            break profile.into_inner();
+        }
+        let (status, _) = expect_error(result);
+        assert_eq!(status, 503, "never a 401 for a valid token");
+        assert!(started.elapsed() < Duration::from_secs(5), "no recovery within 5 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(profile.user_id, "cold");
+    assert!(started.elapsed() >= Duration::from_millis(900), "the backoff was respected");
+    assert_eq!(jwks.hits(), 2, "one failed fetch, one retry");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_withdrawn_key_stops_verifying_even_the_tokens_already_verified() {
+    let (key_a, key_b, _) = keys();
+    let jwks = JwksServer::start(&[key_a, key_b]).await;
+    let server = TestServer::start_with(Options {
+        jwks_url: Some(jwks.url.clone()),
+        jwks_min_refresh: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let under_a = server.client(&key_a.sign(Some("key-a"), &claims(json!({"sub": "wa"}))));
+    let under_b = server.client(&key_b.sign(Some("key-b"), &claims(json!({"sub": "wb"}))));
+    under_a.get_profile().await.unwrap();
+    under_b.get_profile().await.unwrap();
+    assert_eq!(jwks.hits(), 1);
+
+    // The issuer withdraws key-a; an unknown kid makes the server refresh its set.
+    jwks.rotate_to(&[key_b]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let unknown = server.client(&key_b.sign(Some("key-new"), &claims(json!({}))));
+    assert_rejected("unknown kid", &unknown).await;
+    assert_eq!(jwks.hits(), 2, "the unknown kid refreshed the key set");
+
+    // The token verified under key-a before, and cached, is refused now; key-b still works.
+    assert_rejected("cached token under a withdrawn key", &under_a).await;
+    under_b.get_profile().await.unwrap();
     server.stop().await;
 }

@@ -1,16 +1,31 @@
 //! Non-HTTP work through the Lambda Web Adapter's pass-through path (`POST /events`): SQS
-//! refresh batches (failed records reported, not dropped) and the daily schedule. The path is
-//! outside the API contract, so it is driven through the generated client's HTTP stack.
+//! refresh batches (failed records reported, not dropped) and the daily schedule; and that the
+//! path exists only under Lambda, and there only for the adapter's events. The path is outside
+//! the API contract, so it is driven through the generated client's HTTP stack.
 
 use dashboard_client::ClientInfo;
 use dashboard_tests::aws::AwsStandIn;
-use dashboard_tests::TestServer;
+use dashboard_tests::{Options, TestServer};
 use serde_json::{json, Value};
 use stripe_sim::ItemSpec;
 
+/// A server as under Lambda (`DASHBOARD_LAMBDA_EVENTS=true`): `/events` is registered.
+async fn lambda_server() -> TestServer {
+    TestServer::start_with(Options { lambda_events: true, ..Default::default() }).await
+}
+
 async fn post(server: &TestServer, body: &Value, request_context: Option<&str>) -> (u16, Value) {
+    post_to(server, "/events", body, request_context).await
+}
+
+async fn post_to(
+    server: &TestServer,
+    path: &str,
+    body: &Value,
+    request_context: Option<&str>,
+) -> (u16, Value) {
     let client = server.client_with_headers(Default::default());
-    let mut request = client.client().post(format!("{}/events", client.baseurl())).json(body);
+    let mut request = client.client().post(format!("{}{path}", client.baseurl())).json(body);
     if let Some(context) = request_context {
         request = request.header("x-amzn-request-context", context);
     }
@@ -21,7 +36,7 @@ async fn post(server: &TestServer, body: &Value, request_context: Option<&str>) 
 
 #[tokio::test]
 async fn an_sqs_batch_reports_only_its_failed_records() {
-    let server = TestServer::start().await;
+    let server = lambda_server().await;
     let (client, customer) = server.linked_member("queued").await;
     let pi =
         server.stripe.create_payment_intent(&customer, 900, "usd", &[ItemSpec::new("Pin", 1, 900)]);
@@ -45,7 +60,7 @@ async fn an_sqs_batch_reports_only_its_failed_records() {
 
 #[tokio::test]
 async fn the_schedule_reconciles_every_linked_member() {
-    let server = TestServer::start().await;
+    let server = lambda_server().await;
     for user in ["s1", "s2"] {
         let (_, customer) = server.linked_member(user).await;
         let pi = server.stripe.create_payment_intent(
@@ -58,22 +73,67 @@ async fn the_schedule_reconciles_every_linked_member() {
     }
     let event =
         json!({ "source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {} });
-    let (status, report) = post(&server, &event, None).await;
+    let (status, report) = post(&server, &event, Some("null")).await;
     assert_eq!(status, 200);
     assert_eq!(report["members"], 2);
     assert_eq!(report["totals"]["created"], 2);
     server.stop().await;
 }
 
+/// The 404 of a path the server does not have, for comparison: the events path must be
+/// indistinguishable from it wherever it is refused.
+async fn unknown_path(server: &TestServer, body: &Value) -> (u16, Value) {
+    post_to(server, "/no-such-path", body, None).await
+}
+
+fn without_request_id(mut body: Value) -> Value {
+    body.as_object_mut().map(|o| o.remove("request_id"));
+    body
+}
+
+/// Under Lambda only the adapter's events pass: the header present and exactly `null`.
+/// Anything else (no header, an API Gateway request context, any other value) is the same 404
+/// as an unknown path, so the route cannot be found from outside.
 #[tokio::test]
-async fn http_requests_cannot_reach_the_events_path() {
-    let server = TestServer::start().await;
+async fn under_lambda_only_the_adapters_null_request_context_reaches_the_events_path() {
+    let server = lambda_server().await;
     let event = json!({ "source": "aws.scheduler", "detail-type": "Scheduled Event" });
-    let context = r#"{"requestId":"abc","http":{"method":"POST"}}"#;
-    let (status, _) = post(&server, &event, Some(context)).await;
-    assert_eq!(status, 404, "a request from API Gateway carries a request context");
-    let (status, body) = post(&server, &json!({ "hello": "world" }), None).await;
+    let (_, not_found) = unknown_path(&server, &event).await;
+    let api_gateway = r#"{"requestId":"abc","http":{"method":"POST"}}"#;
+    for context in [None, Some(api_gateway), Some(""), Some("NULL"), Some("\"null\""), Some("{}")] {
+        let (status, body) = post(&server, &event, context).await;
+        assert_eq!(status, 404, "request context {context:?}");
+        assert_eq!(without_request_id(body), without_request_id(not_found.clone()), "{context:?}");
+    }
+    let (status, body) = post(&server, &json!({ "hello": "world" }), Some("null")).await;
     assert_eq!((status, body["error_code"].as_str()), (400, Some("unknown_event")));
+    server.stop().await;
+}
+
+/// Outside Lambda (a container, a VM, the local default) there is no events path at all: with
+/// or without the adapter's header, a schedule event is an unknown path and runs nothing.
+#[tokio::test]
+async fn outside_lambda_the_events_path_does_not_exist() {
+    let server = TestServer::start().await;
+    let (_, customer) = server.linked_member("not-synced").await;
+    let pi =
+        server.stripe.create_payment_intent(&customer, 900, "usd", &[ItemSpec::new("Pin", 1, 900)]);
+    server.stripe.succeed(&pi);
+    server.stripe.reset_request_count();
+    let event = json!({ "source": "aws.scheduler", "detail-type": "Scheduled Event" });
+    let (_, not_found) = unknown_path(&server, &event).await;
+    assert_eq!(not_found["error_code"], Value::Null, "Dropshot's own unknown-path body");
+    for context in [None, Some("null")] {
+        let (status, body) = post(&server, &event, context).await;
+        assert_eq!(status, 404, "request context {context:?}");
+        assert_eq!(without_request_id(body), without_request_id(not_found.clone()), "{context:?}");
+    }
+    let batch = json!({ "Records": [
+        { "messageId": "m-1", "eventSource": "aws:sqs", "body": "{\"userId\":\"not-synced\"}" },
+    ]});
+    let (status, _) = post(&server, &batch, Some("null")).await;
+    assert_eq!(status, 404);
+    assert_eq!(server.stripe.request_count(), 0, "nothing reached Stripe");
     server.stop().await;
 }
 
@@ -92,6 +152,7 @@ async fn stale_listings_queue_their_refresh_and_the_worker_runs_it() {
     let server = TestServer::start_with(dashboard_tests::Options {
         stale_after: Some(std::time::Duration::ZERO),
         refresh_queue_url: Some(queue_url.clone()),
+        lambda_events: true,
         ..Default::default()
     })
     .await;

@@ -73,10 +73,34 @@ fn function_environment(
         &function["Properties"]["Environment"]["Variables"],
     ] {
         for (key, value) in variables.as_mapping().into_iter().flatten() {
-            env.insert(key.as_str().unwrap().to_string(), resolve(value, names));
+            if let Some(value) = pick(value, names) {
+                env.insert(key.as_str().unwrap().to_string(), resolve(value, names));
+            }
         }
     }
     env
+}
+
+/// A variable's value after `!If [Condition, a, b]` (the condition's value, `true` or
+/// `false`, is in `names`); `None` for `!Ref AWS::NoValue`: the variable is left out, as
+/// CloudFormation leaves it out.
+fn pick<'a>(value: &'a Yaml, names: &BTreeMap<&str, String>) -> Option<&'a Yaml> {
+    let value = match value {
+        Yaml::Tagged(tagged) if tagged.tag == "!If" => {
+            let branches = tagged.value.as_sequence().expect("!If [condition, then, else]");
+            let condition = branches[0].as_str().expect("a condition name");
+            let holds = names.get(condition).map(String::as_str);
+            match holds {
+                Some("true") => &branches[1],
+                Some("false") => &branches[2],
+                _ => panic!("the test has no true or false for {condition}"),
+            }
+        }
+        other => other,
+    };
+    let no_value = matches!(value, Yaml::Tagged(t)
+        if t.tag == "!Ref" && t.value.as_str() == Some("AWS::NoValue"));
+    (!no_value).then_some(value)
 }
 
 /// One Lambda function: its runtime API, the adapter and the server, with their output in files.
@@ -297,6 +321,10 @@ async fn lambda_mode_serves_http_events_the_schedule_and_the_refresh_queue() {
         ("CognitoIssuer", issuer.clone()),
         ("CognitoAppClientId", CLIENT_ID.to_string()),
         ("AdminScope", template["Parameters"]["AdminScope"]["Default"].as_str().unwrap().into()),
+        ("AdminGroup", template["Parameters"]["AdminGroup"]["Default"].as_str().unwrap().into()),
+        // The template's default: no operator client.
+        ("AdminClientId", String::new()),
+        ("HasAdminClient", "false".to_string()),
         ("StripeSecretArn", SECRET_ARN.to_string()),
         ("RefreshQueue", queue_url.clone()),
     ]);
@@ -349,7 +377,8 @@ async fn lambda_mode_serves_http_events_the_schedule_and_the_refresh_queue() {
     let member = key.sign(Some(&key.kid), &member_claims);
     let mut admin_claims = member_claims.clone();
     admin_claims["sub"] = json!("lambda-admin");
-    admin_claims["scope"] = json!(names["AdminScope"]);
+    // Admin is the template's admin group (a member's scope grants nothing).
+    admin_claims["cognito:groups"] = json!([template["Parameters"]["AdminGroup"]["Default"]]);
     let admin = key.sign(Some(&key.kid), &admin_claims);
 
     // An HTTP API event: the profile, created on first read, with its ETag.
@@ -398,6 +427,34 @@ async fn lambda_mode_serves_http_events_the_schedule_and_the_refresh_queue() {
     forged["headers"]["x-amzn-request-context"] = json!("null");
     let (status, _, _) = http_answer(api.invoke(forged).await);
     assert_eq!(status, 404);
+    // Nor can anything that reaches the server's port without the adapter: under Lambda the
+    // path exists (`AWS_LAMBDA_RUNTIME_API` is set), but only for the adapter's `null` request
+    // context; without it the schedule is an unknown path and runs nothing.
+    let events_url = format!("http://{}/events", worker.address);
+    let direct = reqwest::Client::new();
+    let schedule_event = json!({ "source": "aws.scheduler", "detail-type": "Scheduled Event" });
+    let response = direct.post(&events_url).json(&schedule_event).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 404, "no request context");
+    let response = direct
+        .post(&events_url)
+        .header("x-amzn-request-context", "null")
+        .json(&json!({ "hello": "world" }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!((status, body["error_code"].as_str()), (400, Some("unknown_event")), "{body}");
+    // The API function has no such path at all (the template switches it off there).
+    let api_events = format!("http://{}/events", api.address);
+    let response = direct
+        .post(&api_events)
+        .header("x-amzn-request-context", "null")
+        .json(&schedule_event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404, "the API function serves no events");
 
     // The worker gets the queued refresh in an SQS batch with one bad record: only the bad
     // one is reported, so SQS retries it (and dead-letters it), not the good one.

@@ -66,7 +66,8 @@ async fn listing_pages_through_250_orders_without_gaps_while_new_ones_arrive() {
     }
     let report = sync(&server, "big-spender").await;
     assert_eq!((report.seen, report.created, report.updated), (250, 250, 0));
-    assert_eq!(report.stripe_requests, 3, "ceil(250/100) list calls, nothing per order");
+    // ceil(250/100) pages of PaymentIntents and as many of charges, nothing per order.
+    assert_eq!(report.stripe_requests, 3 + 3, "list calls only, nothing per order");
 
     // Page through while new orders keep arriving after the first pages.
     let mut seen = Vec::new();
@@ -308,7 +309,8 @@ async fn reconcile_repairs_missing_and_changed_orders_and_a_rerun_writes_nothing
 
     let third = sync(&server, "reconciled").await;
     assert_eq!((third.created, third.updated, third.unchanged), (0, 0, 13));
-    assert_eq!(third.stripe_requests, 1, "one list call, nothing else");
+    // A page of PaymentIntents, a page of charges, and the open dispute's listing.
+    assert_eq!(third.stripe_requests, 3, "two list calls and one per open dispute");
     let status = client.get_sync_status().await.unwrap().into_inner();
     assert_eq!(status.last_reconcile.unwrap().unchanged, 13);
     assert!(status.last_error.is_none());
@@ -326,7 +328,91 @@ async fn reconcile_rides_out_rate_limits_and_server_errors() {
     server.stripe.inject(Faults { rate_limited: 3, server_errors: 2, ..Default::default() });
     let report = sync(&server, "bursty").await;
     assert_eq!((report.seen, report.created), (150, 150));
-    assert_eq!(report.stripe_requests, 2 + 5, "two pages plus five retried failures");
+    assert_eq!(report.stripe_requests, 2 + 2 + 5, "two pages of intents and charges, 5 retries");
+    server.stop().await;
+}
+
+/// The generic sentence a member sees for each sync code (as `sync-status` documents them).
+const STRIPE_UNAVAILABLE_SENTENCE: &str =
+    "Stripe could not be reached; your orders will be refreshed again shortly.";
+const SYNC_FAILED_SENTENCE: &str =
+    "Your orders could not be refreshed; they will be refreshed again shortly.";
+
+/// A failed reconcile shows the member a stable code and a generic sentence; Stripe's own
+/// answer (its error text, status, type) goes to the log only, with the member's id.
+#[tokio::test]
+async fn a_failed_sync_shows_the_member_a_code_and_a_sentence_never_stripes_text() {
+    let server = TestServer::start().await;
+    let (client, _) = server.linked_member("unlucky").await;
+    // Every attempt of the harness's 8 answers 500 with Stripe's `api_error` text.
+    server.stripe.inject(Faults { server_errors: 8, ..Default::default() });
+    let body = SyncRequest { user_id: "unlucky".parse().unwrap() };
+    let error = server.admin().post_sync_member(&body).await.unwrap_err();
+    assert_eq!(error.status().map(|s| s.as_u16()), Some(503));
+
+    let status = client.get_sync_status().await.unwrap().into_inner();
+    let last_error = status.last_error.expect("the failure is recorded");
+    assert_eq!(last_error.code, "stripe_unavailable");
+    assert_eq!(last_error.message, STRIPE_UNAVAILABLE_SENTENCE);
+    let shown = serde_json::to_string(&last_error).unwrap();
+    for raw in ["An unknown error occurred", "api_error", "500", "Stripe unavailable:"] {
+        assert!(!shown.contains(raw), "{raw:?} reached the member: {shown}");
+    }
+    // The detail is in the log, on the record that names the member and the code.
+    let log = server.log_text();
+    let record = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|r| r["msg"] == "reconcile failed")
+        .expect("a reconcile failed record");
+    assert_eq!(
+        (record["user_id"].as_str(), record["code"].as_str()),
+        (Some("unlucky"), Some("stripe_unavailable"))
+    );
+    assert!(
+        record["error"].as_str().is_some_and(|e| e.contains("An unknown error occurred")),
+        "{record}"
+    );
+    assert!(!log.contains(server.stripe.secret_key()), "the Stripe key never reaches the log");
+
+    // The next good sync clears it.
+    sync(&server, "unlucky").await;
+    assert!(client.get_sync_status().await.unwrap().into_inner().last_error.is_none());
+    server.stop().await;
+}
+
+/// A failure stored by an earlier version (its raw error text, no code) is shown as
+/// `sync_failed` with the generic sentence, never its stored text.
+#[tokio::test]
+async fn a_sync_failure_stored_before_codes_is_shown_generically() {
+    use dashboard_tests::raw::Table;
+    let server = TestServer::start().await;
+    let raw = "store error: AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/\
+               dashboard-api/fn is not authorized to perform: dynamodb:Query on resource: \
+               arn:aws:dynamodb:eu-west-1:123456789012:table/prod-OrderSnapshots";
+    let profile = serde_json::json!({
+        "userId": { "S": "legacy-sync" },
+        "dashboardSettings": { "M": {} },
+        "stripeCustomerId": { "S": "cus_legacy1" },
+        "orderCount": { "N": "0" },
+        "lastSyncError": { "M": {
+            "at": { "S": "2026-11-20T10:00:00Z" },
+            "message": { "S": raw },
+        }},
+        "createdAt": { "S": "2026-11-01T10:00:00Z" },
+        "updatedAt": { "S": "2026-11-20T10:00:00Z" },
+        "version": { "N": "3" },
+    });
+    server.put_stored_item(Table::UserProfiles, &profile).await;
+    let status = server.member("legacy-sync").get_sync_status().await.unwrap().into_inner();
+    let shown = serde_json::to_string(&status).unwrap();
+    let last_error = status.last_error.expect("the stored failure is shown");
+    assert_eq!(last_error.code, "sync_failed");
+    assert_eq!(last_error.message, SYNC_FAILED_SENTENCE);
+    assert_eq!(last_error.at.to_rfc3339(), "2026-11-20T10:00:00+00:00");
+    for part in ["arn:aws", "123456789012", "OrderSnapshots", "AccessDenied"] {
+        assert!(!shown.contains(part), "{part:?} reached the member: {shown}");
+    }
     server.stop().await;
 }
 
@@ -438,5 +524,54 @@ async fn the_scheduled_sync_reconciles_every_linked_member() {
     assert_eq!((report.totals.seen, report.totals.created), (12, 12));
     let again = server.admin().post_sync_all().await.unwrap().into_inner();
     assert_eq!((again.totals.created, again.totals.updated, again.totals.unchanged), (0, 0, 12));
+    server.stop().await;
+}
+
+/// A status filter is applied after DynamoDB reads, so `?limit=1&status=disputed` on a member
+/// whose only disputed order is the oldest of 260 once read page after page in one request.
+/// Each request now reads at most 5 Query pages: the first answers with no order and a token,
+/// and following the tokens reaches the disputed order.
+#[tokio::test]
+async fn a_status_filtered_listing_reads_a_bounded_number_of_pages_per_request() {
+    let server = TestServer::start().await;
+    let (client, customer) = server.linked_member("needle").await;
+    server.stripe.set_clock(1_700_000_000);
+    let disputed = server.stripe.create_payment_intent(&customer, 900, "usd", &[]);
+    server.stripe.succeed(&disputed);
+    server.stripe.dispute(&disputed);
+    for _ in 0..259 {
+        server.stripe.advance(60);
+        let pi = server.stripe.create_payment_intent(&customer, 900, "usd", &[]);
+        server.stripe.succeed(&pi);
+    }
+    let report = sync(&server, "needle").await;
+    assert_eq!(report.created, 260);
+    let mut found = Vec::new();
+    let mut requests = 0;
+    let mut first_page = None;
+    let mut token: Option<String> = None;
+    loop {
+        let before = server.store_calls("Query");
+        let page = match &token {
+            None => client.list_orders(None, None, nz(1), None, Some(OrderStatus::Disputed)).await,
+            Some(t) => client.list_orders(None, None, None, Some(t), None).await,
+        }
+        .unwrap()
+        .into_inner();
+        let queries = server.store_calls("Query") - before;
+        assert!(queries <= 5, "request {requests} read {queries} Query pages");
+        requests += 1;
+        assert!(page.items.len() <= 1);
+        first_page.get_or_insert((page.items.len(), page.next_page.is_some()));
+        found.extend(page.items.into_iter().map(|o| (o.order_id, o.status)));
+        match page.next_page {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+        assert!(requests < 20, "the scan makes progress");
+    }
+    assert_eq!(first_page, Some((0, true)), "the first page: nothing found yet, and a token");
+    assert_eq!(found, vec![(disputed, OrderStatus::Disputed)]);
+    assert!(requests >= 2);
     server.stop().await;
 }

@@ -37,6 +37,18 @@ fn full_update() -> ProfileUpdate {
     serde_json::from_value(full_update_json()).unwrap()
 }
 
+/// An update that clears every field: each one said, as `null`.
+fn cleared() -> ProfileUpdate {
+    ProfileUpdate {
+        email: None,
+        display_name: None,
+        shipping_address: None,
+        preferred_wallet: None,
+        avatar_url: None,
+        dashboard_settings: None,
+    }
+}
+
 /// PUT a JSON body the typed client would refuse to build, through the client's own HTTP
 /// stack (same base URL and auth headers).
 async fn put_json(client: &Client, etag: &str, body: &Value) -> (u16, Value) {
@@ -93,8 +105,8 @@ async fn every_field_round_trips() {
     }
     assert!(profile.updated_at > profile.created_at);
 
-    // PUT replaces: fields left out are cleared, settings fall back to defaults.
-    let cleared = client.put_profile(&new_etag, &ProfileUpdate::default()).await.unwrap();
+    // PUT replaces: fields sent as null are cleared, null settings are the defaults.
+    let cleared = client.put_profile(&new_etag, &cleared()).await.unwrap();
     let profile = cleared.into_inner();
     assert_eq!(profile.email, None);
     assert_eq!(profile.shipping_address, None);
@@ -104,7 +116,7 @@ async fn every_field_round_trips() {
 }
 
 #[tokio::test]
-async fn each_audit_record_masks_email_and_wallet() {
+async fn each_audit_record_masks_personal_values() {
     let server = TestServer::start().await;
     let client = server.member("audited");
     let etag = client.get_profile().await.unwrap().headers()["etag"].to_str().unwrap().to_string();
@@ -116,11 +128,13 @@ async fn each_audit_record_masks_email_and_wallet() {
     assert_eq!(record["action"], "profile.update");
     assert!(record["at"].as_str().unwrap().ends_with("Z"));
     let changes = &record["changes"];
-    assert_eq!(changes["email"]["new"], "a***@example.com");
-    assert_eq!(changes["preferredWallet"]["new"], "0x5aAe…eAed");
-    assert_eq!(changes["displayName"]["new"], "Ada Lovelace");
+    assert_eq!(changes["email"], json!({"old": null, "new": "a***@e***.com"}));
+    assert_eq!(changes["preferredWallet"]["new"], "0x5a…ed");
+    assert_eq!(changes["displayName"]["new"], "A***");
+    assert_eq!(changes["avatarUrl"]["new"], "https://***");
+    assert_eq!(changes["shippingAddress.city"]["new"], "L***");
     let fields = record["changed_fields"].as_str().unwrap();
-    for field in ["email", "displayName", "shippingAddress", "preferredWallet", "avatarUrl"] {
+    for field in ["email", "displayName", "shippingAddress.line1", "preferredWallet", "avatarUrl"] {
         assert!(fields.contains(field), "{field} missing from {fields}");
     }
     let text = server.log_text();
@@ -341,14 +355,16 @@ async fn malformed_bodies_are_rejected_with_codes() {
             Some("floor"),
         ),
         (
-            json!({"shippingAddress": {"line1": "a", "postalCode": "1", "country": "US"}}),
+            json!({"shippingAddress": {"line1": "a", "line2": null, "region": null,
+                "postalCode": "1", "country": "US"}}),
             400,
             "missing_field",
-            Some("city"),
+            Some("shippingAddress.city"),
         ),
         (json!({"displayName": 42}), 400, "invalid_body", None),
         (json!({"dashboardSettings": {"theme": "neon"}}), 400, "invalid_body", None),
         (json!(["not", "an", "object"]), 400, "invalid_body", None),
+        (json!({"shippingAddress": "7 Secret Lane, Leeds"}), 400, "invalid_body", None),
     ];
     for (body, status, code, field) in cases {
         let (got, error) = put_json(&client, &etag, &body).await;
@@ -356,6 +372,8 @@ async fn malformed_bodies_are_rejected_with_codes() {
         assert_eq!(error["error_code"], code, "{body}: {error}");
         assert_eq!(error["field"].as_str(), field, "{body}");
     }
+    // serde quotes a string of the wrong type; the message is logged, so the value is not in it.
+    assert!(!server.log_text().contains("Secret Lane"), "a value sent is in the log");
     let after = client.get_profile().await.unwrap().into_inner();
     assert_eq!(after.user_id, "raw-bodies");
     assert_eq!(after.stripe_customer_id, None);
@@ -418,7 +436,7 @@ async fn concurrent_writers_never_lose_an_update() {
         let etag = etag.clone();
         async move {
             let name = format!("writer {i}").try_into().unwrap();
-            let update = ProfileUpdate { display_name: Some(name), ..Default::default() };
+            let update = ProfileUpdate { display_name: Some(name), ..cleared() };
             (i, client.put_profile(&etag, &update).await)
         }
     });
@@ -497,8 +515,7 @@ async fn every_record_of_a_request_carries_its_trace_id() {
     headers.insert("x-amzn-trace-id", trace.parse().unwrap());
     let client = server.client_with_headers(headers);
     let etag = client.get_profile().await.unwrap().headers()["etag"].to_str().unwrap().to_string();
-    let update =
-        ProfileUpdate { display_name: Some("Traced".try_into().unwrap()), ..Default::default() };
+    let update = ProfileUpdate { display_name: Some("Traced".try_into().unwrap()), ..cleared() };
     client.put_profile(&etag, &update).await.unwrap();
     let records: Vec<Value> = server
         .log_text()
@@ -514,5 +531,360 @@ async fn every_record_of_a_request_carries_its_trace_id() {
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0]["hdr_x_amzn_trace_id"], trace);
     assert!(audit[0]["req_id"].is_string());
+    server.stop().await;
+}
+
+/// A raw request on `/dashboard/profile` through the client's own HTTP stack: bodies and
+/// methods the typed client cannot express (a non-object body, an explicit `null` in a patch).
+async fn send_json(
+    client: &Client,
+    method: reqwest::Method,
+    etag: Option<&str>,
+    content_type: &str,
+    body: &Value,
+) -> (u16, Value, Option<String>) {
+    let mut request = client
+        .client()
+        .request(method, format!("{}/dashboard/profile", client.baseurl()))
+        .header("content-type", content_type)
+        .body(serde_json::to_vec(body).unwrap());
+    if let Some(etag) = etag {
+        request = request.header("if-match", etag);
+    }
+    let response = request.send().await.unwrap();
+    let etag = response.headers().get("etag").map(|v| v.to_str().unwrap().to_string());
+    (response.status().as_u16(), response.json().await.unwrap(), etag)
+}
+
+/// The profile as the server sent it (JSON) and its ETag.
+async fn read_profile(client: &Client) -> (Value, String) {
+    let url = format!("{}/dashboard/profile", client.baseurl());
+    let response = client.client().get(url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let etag = response.headers()["etag"].to_str().unwrap().to_string();
+    (response.json().await.unwrap(), etag)
+}
+
+/// A member whose every editable field is set (from `full_update_json`); returns the ETag.
+async fn filled_member(server: &TestServer, user_id: &str) -> (Client, String) {
+    let client = server.member(user_id);
+    let (_, etag) = read_profile(&client).await;
+    let (status, body, etag) = send_json(
+        &client,
+        reqwest::Method::PUT,
+        Some(&etag),
+        "application/json",
+        &full_update_json(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    (client, etag.unwrap())
+}
+
+#[tokio::test]
+async fn put_bodies_that_are_not_objects_are_invalid_body_and_change_nothing() {
+    let server = TestServer::start().await;
+    let (client, etag) = filled_member(&server, "not-objects").await;
+    let (before, _) = read_profile(&client).await;
+    for body in [json!([]), json!(["x@y.co"]), json!("x"), json!(null), json!(7)] {
+        let (status, error, _) =
+            send_json(&client, reqwest::Method::PUT, Some(&etag), "application/json", &body).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["error_code"], "invalid_body", "{body}: {error}");
+    }
+    assert_eq!(read_profile(&client).await, (before, etag), "the profile is unchanged");
+    server.stop().await;
+}
+
+/// A PUT says every editable field, nested ones included: leaving one out is 400
+/// `missing_field` naming its path, and nothing is written.
+#[tokio::test]
+async fn put_without_every_field_is_missing_field_naming_it() {
+    let server = TestServer::start().await;
+    let (client, etag) = filled_member(&server, "partial-put").await;
+    let (before, _) = read_profile(&client).await;
+    let full = full_update_json();
+    let mut cases = vec![(json!({}), "email".to_string())];
+    for field in full.as_object().unwrap().keys() {
+        let mut body = full.clone();
+        body.as_object_mut().unwrap().remove(field);
+        cases.push((body, field.clone()));
+    }
+    for (object, parts) in [
+        ("shippingAddress", &full["shippingAddress"]),
+        ("dashboardSettings", &full["dashboardSettings"]),
+    ] {
+        for part in parts.as_object().unwrap().keys() {
+            let mut body = full.clone();
+            body[object].as_object_mut().unwrap().remove(part);
+            cases.push((body, format!("{object}.{part}")));
+        }
+    }
+    assert_eq!(cases.len(), 1 + 6 + 6 + 4);
+    for (body, field) in cases {
+        let (status, error, _) =
+            send_json(&client, reqwest::Method::PUT, Some(&etag), "application/json", &body).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["error_code"], "missing_field", "{body}: {error}");
+        assert_eq!(error["field"], field.as_str(), "{body}: {error}");
+        let last = field.rsplit('.').next().unwrap();
+        assert!(error["message"].as_str().unwrap().contains(last), "{error}");
+    }
+    assert_eq!(read_profile(&client).await, (before, etag), "the profile is unchanged");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn explicit_nulls_clear_fields() {
+    let server = TestServer::start().await;
+    let (client, etag) = filled_member(&server, "nulls").await;
+    let mut body = full_update_json();
+    for field in ["email", "displayName", "preferredWallet", "avatarUrl"] {
+        body[field] = Value::Null;
+    }
+    body["shippingAddress"]["line2"] = Value::Null;
+    body["shippingAddress"]["region"] = Value::Null;
+    let (status, profile, etag) =
+        send_json(&client, reqwest::Method::PUT, Some(&etag), "application/json", &body).await;
+    assert_eq!(status, 200, "{profile}");
+    for field in ["email", "displayName", "preferredWallet", "avatarUrl"] {
+        assert_eq!(profile[field], Value::Null, "{field}");
+    }
+    assert_eq!(profile["shippingAddress"]["line2"], Value::Null);
+    assert_eq!(profile["shippingAddress"]["city"], "London", "what is sent is kept");
+    body["shippingAddress"] = Value::Null;
+    body["dashboardSettings"] = Value::Null;
+    let (status, profile, _) =
+        send_json(&client, reqwest::Method::PUT, etag.as_deref(), "application/json", &body).await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(profile["shippingAddress"], Value::Null);
+    assert_eq!(profile["dashboardSettings"]["theme"], "system", "null settings are the defaults");
+    assert_eq!(profile["dashboardSettings"]["ordersPageSize"], 20);
+    server.stop().await;
+}
+
+/// `PATCH /dashboard/profile` is a JSON Merge Patch (RFC 7396): what it names changes, `null`
+/// clears, nested objects merge, the rest stays; `If-Match` is required as for PUT.
+#[tokio::test]
+async fn patch_changes_only_what_it_names() {
+    const MERGE: &str = "application/merge-patch+json";
+    let server = TestServer::start().await;
+    let (client, etag) = filled_member(&server, "patcher").await;
+    let (before, _) = read_profile(&client).await;
+    let patch = reqwest::Method::PATCH;
+
+    // `{}` changes nothing but still needs a current If-Match.
+    let (status, error, _) = send_json(&client, patch.clone(), None, MERGE, &json!({})).await;
+    assert_eq!((status, error["error_code"].as_str()), (428, Some("precondition_required")));
+    let (status, error, _) =
+        send_json(&client, patch.clone(), Some("\"999\""), MERGE, &json!({})).await;
+    assert_eq!((status, error["error_code"].as_str()), (412, Some("precondition_failed")));
+    let (status, same, same_etag) =
+        send_json(&client, patch.clone(), Some(&etag), MERGE, &json!({})).await;
+    assert_eq!(status, 200, "{same}");
+    assert_eq!((same, same_etag.unwrap()), (before.clone(), etag.clone()), "nothing changed");
+
+    // Not an object, an unknown field, a bad value: 400 and nothing written.
+    for (body, code) in [
+        (json!([]), "invalid_body"),
+        (json!(null), "invalid_body"),
+        (json!({"userId": "someone-else"}), "unknown_field"),
+        (json!({"email": "not-an-email"}), "invalid_email"),
+        (json!({"shippingAddress": {"country": "gb"}}), "invalid_country"),
+        (json!({"dashboardSettings": {"theme": null}}), "invalid_body"),
+    ] {
+        let (status, error, _) = send_json(&client, patch.clone(), Some(&etag), MERGE, &body).await;
+        assert_eq!((status, error["error_code"].as_str()), (400, Some(code)), "{body}: {error}");
+    }
+    assert_eq!(read_profile(&client).await.1, etag);
+
+    // Named fields change, null clears, nested objects merge member by member.
+    let body = json!({
+        "displayName": "Countess",
+        "avatarUrl": null,
+        "shippingAddress": {"city": "Paris", "region": null, "country": "FR"},
+        "dashboardSettings": {"theme": "light"}
+    });
+    let (status, after, next) =
+        send_json(&client, patch.clone(), Some(&etag), "application/json", &body).await;
+    assert_eq!(status, 200, "{after}");
+    let mut expected = before.clone();
+    expected["displayName"] = json!("Countess");
+    expected["avatarUrl"] = Value::Null;
+    expected["shippingAddress"]["city"] = json!("Paris");
+    expected["shippingAddress"]["region"] = Value::Null;
+    expected["shippingAddress"]["country"] = json!("FR");
+    expected["dashboardSettings"]["theme"] = json!("light");
+    expected["updatedAt"] = after["updatedAt"].clone();
+    assert_eq!(after, expected);
+    let next = next.unwrap();
+    assert_ne!(next, etag);
+    // The old ETag is stale now.
+    let (status, _, _) = send_json(&client, patch.clone(), Some(&etag), MERGE, &json!({})).await;
+    assert_eq!(status, 412);
+    // Clearing the address, then patching part of one, is a missing part of a new address.
+    let (status, after, next) =
+        send_json(&client, patch.clone(), Some(&next), MERGE, &json!({"shippingAddress": null}))
+            .await;
+    assert_eq!((status, &after["shippingAddress"]), (200, &Value::Null));
+    let next = next.unwrap();
+    let (status, error, _) = send_json(
+        &client,
+        patch.clone(),
+        Some(&next),
+        MERGE,
+        &json!({"shippingAddress": {"city": "Rome"}}),
+    )
+    .await;
+    assert_eq!((status, error["error_code"].as_str()), (400, Some("missing_field")), "{error}");
+    assert_eq!(error["field"], "shippingAddress.line1");
+    // Every successful write left one audit record (the no-op PATCH wrote nothing).
+    assert_eq!(server.audit_records().len(), 3);
+    server.stop().await;
+}
+
+/// Two updates that change every field: the audit records name each changed field and carry
+/// no personal value, old or new, in clear.
+#[tokio::test]
+async fn audit_records_carry_no_personal_value_in_clear() {
+    let server = TestServer::start().await;
+    let client = server.member("private");
+    let (_, etag) = read_profile(&client).await;
+    // Settings stay readable in the record, so no locale may spell a country sent here.
+    let mut first = full_update_json();
+    first["dashboardSettings"]["locale"] = json!("de-DE");
+    let (status, body, etag) =
+        send_json(&client, reqwest::Method::PUT, Some(&etag), "application/json", &first).await;
+    assert_eq!(status, 200, "{body}");
+    let etag = etag.unwrap();
+    let second = json!({
+        "email": "grace.hopper@navy.example.org",
+        "displayName": "Grace Hopper",
+        "shippingAddress": {
+            "line1": "7 Compiler Lane",
+            "line2": "Building Mark II",
+            "city": "Arlington",
+            "region": "Virginia",
+            "postalCode": "22201-4321",
+            "country": "NZ"
+        },
+        "preferredWallet": "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+        "avatarUrl": "https://grace.example.net/portrait.jpg",
+        "dashboardSettings": {
+            "theme": "light",
+            "emailNotifications": true,
+            "ordersPageSize": 10,
+            "locale": "fr-CA"
+        }
+    });
+    let (status, body, _) =
+        send_json(&client, reqwest::Method::PUT, Some(&etag), "application/json", &second).await;
+    assert_eq!(status, 200, "{body}");
+
+    let personal = |update: &Value| -> Vec<String> {
+        let mut values = Vec::new();
+        for field in ["email", "displayName", "preferredWallet", "avatarUrl"] {
+            values.push(update[field].as_str().unwrap().to_string());
+        }
+        for part in update["shippingAddress"].as_object().unwrap().values() {
+            values.push(part.as_str().unwrap().to_string());
+        }
+        values
+    };
+    let text = server.log_text();
+    for value in personal(&first).into_iter().chain(personal(&second)) {
+        assert!(!text.contains(&value), "{value:?} is in the log in clear");
+    }
+    // Nor the parts that would identify one: the wallet's hex body, the email's local part.
+    assert!(!text.to_lowercase().contains("grace.hopper"));
+    assert!(!text.contains(&WALLET[2..12]));
+
+    let records = server.audit_records();
+    assert_eq!(records.len(), 2, "{records:?}");
+    let record = &records[1];
+    let changed: Vec<&str> = record["changed_fields"].as_str().unwrap().split(',').collect();
+    for field in [
+        "email",
+        "displayName",
+        "shippingAddress.line1",
+        "shippingAddress.line2",
+        "shippingAddress.city",
+        "shippingAddress.region",
+        "shippingAddress.postalCode",
+        "shippingAddress.country",
+        "preferredWallet",
+        "avatarUrl",
+        "dashboardSettings.theme",
+        "dashboardSettings.emailNotifications",
+        "dashboardSettings.ordersPageSize",
+        "dashboardSettings.locale",
+    ] {
+        assert!(changed.contains(&field), "{field} missing from {changed:?}");
+        let change = &record["changes"][field];
+        assert!(change.get("old").is_some() && change.get("new").is_some(), "{field}: {record}");
+        if !field.starts_with("dashboardSettings") {
+            // Personal values are masks (strings), whatever their type.
+            assert!(change["old"].is_string() && change["new"].is_string(), "{field}: {record}");
+        }
+    }
+    // Settings are not personal data: they stay readable.
+    assert_eq!(record["changes"]["dashboardSettings.theme"]["new"], "light");
+    assert_eq!(record["changes"]["email"]["new"], "g***@n***.org");
+    server.stop().await;
+}
+
+/// An admin's audit record names whom the action was about: the member and, for a link, the
+/// Stripe customer.
+#[tokio::test]
+async fn admin_audit_records_name_their_target() {
+    use dashboard_client::types::{LinkStripeCustomer, SyncRequest};
+    let server = TestServer::start().await;
+    server.member("target-member").get_profile().await.unwrap();
+    let customer = server.stripe.create_customer("target@example.com");
+    let admin = server.admin();
+    let body = LinkStripeCustomer { stripe_customer_id: customer.parse().unwrap() };
+    admin.put_member_stripe_customer(&"target-member".parse().unwrap(), &body).await.unwrap();
+    admin
+        .post_sync_member(&SyncRequest { user_id: "target-member".parse().unwrap() })
+        .await
+        .unwrap();
+    let records = server.audit_records();
+    let link = records
+        .iter()
+        .find(|r| r["action"] == "put_member_stripe_customer")
+        .unwrap_or_else(|| panic!("no link record in {records:?}"));
+    assert_eq!(link["target_user_id"], "target-member", "{link}");
+    assert_eq!(link["stripe_customer_id"], customer.as_str(), "{link}");
+    assert_eq!(link["user_id"], "admin-1", "the actor");
+    assert_eq!(link["outcome"], "ok", "{link}");
+    let sync = records.iter().find(|r| r["action"] == "post_sync_member").unwrap();
+    assert_eq!(sync["target_user_id"], "target-member", "{sync}");
+    server.stop().await;
+}
+
+/// The generated client's `patch_profile`: members it sets change, members it leaves out stay.
+#[tokio::test]
+async fn patch_through_the_generated_client_keeps_what_it_leaves_out() {
+    use dashboard_client::types::{DashboardSettingsPatch, ProfilePatch, Theme};
+    let server = TestServer::start().await;
+    let (client, etag) = filled_member(&server, "typed-patcher").await;
+    let patch = ProfilePatch {
+        display_name: Some("Countess of Lovelace".try_into().unwrap()),
+        dashboard_settings: Some(DashboardSettingsPatch {
+            theme: Some(Theme::Light),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let response = client.patch_profile(&etag, &patch).await.unwrap();
+    assert_ne!(response.headers()["etag"].to_str().unwrap(), etag);
+    let profile = response.into_inner();
+    assert_eq!(profile.display_name.as_deref(), Some("Countess of Lovelace"));
+    assert_eq!(profile.dashboard_settings.theme, Theme::Light);
+    assert_eq!(profile.dashboard_settings.locale.as_str(), "en-GB", "left out: kept");
+    assert_eq!(profile.email.as_deref(), Some("ada@example.com"), "left out: kept");
+    assert_eq!(profile.shipping_address.unwrap().city.as_str(), "London");
+    let (status, error) = expect_error(client.patch_profile("", &ProfilePatch::default()).await);
+    assert_eq!((status, error.error_code.as_str()), (428, "precondition_required"));
     server.stop().await;
 }

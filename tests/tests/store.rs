@@ -15,9 +15,14 @@ async fn data_survives_a_restart() {
     let server = TestServer::start_with(options.clone()).await;
     let client = server.member("persistent");
     let etag = client.get_profile().await.unwrap().headers()["etag"].to_str().unwrap().to_string();
+    // A PUT names every field; null clears.
     let update = ProfileUpdate {
         display_name: Some("Still here".try_into().unwrap()),
-        ..Default::default()
+        email: None,
+        shipping_address: None,
+        preferred_wallet: None,
+        avatar_url: None,
+        dashboard_settings: None,
     };
     let written = client.put_profile(&etag, &update).await.unwrap();
     let etag = written.headers()["etag"].to_str().unwrap().to_string();
@@ -45,7 +50,15 @@ async fn store_outage_is_503_with_retry_advice() {
     assert_eq!(status, 503);
     assert_eq!(error.error_code, "service_unavailable");
     assert!(error.retry_after_seconds.is_some_and(|s| s > 0));
-    let (status, _) = expect_error(client.put_profile(&etag, &ProfileUpdate::default()).await);
+    let update = ProfileUpdate {
+        email: None,
+        display_name: None,
+        shipping_address: None,
+        preferred_wallet: None,
+        avatar_url: None,
+        dashboard_settings: None,
+    };
+    let (status, _) = expect_error(client.put_profile(&etag, &update).await);
     assert_eq!(status, 503);
     // The server itself stays up.
     server.client_with_headers(Default::default()).get_healthz().await.unwrap();

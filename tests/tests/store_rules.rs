@@ -98,7 +98,7 @@ async fn reconcile_reads_past_a_one_megabyte_query_page() {
     assert_eq!((first.seen, first.created), (24, 24));
     let second = sync(&server, "megabyte").await;
     assert_eq!((second.seen, second.created, second.updated, second.unchanged), (24, 0, 0, 24));
-    assert_eq!(second.stripe_requests, 1, "one page of PaymentIntents, nothing else");
+    assert_eq!(second.stripe_requests, 2, "one page of PaymentIntents and one of charges");
     let mut listed = 0;
     let mut token: Option<String> = None;
     loop {

@@ -12,6 +12,8 @@
 //! 3. `lambda`: the arm64 Lambda artifact and how the Lambda-mode test runs it;
 //! 4. the tasks, which import nothing from each other: `test` (`cargo xtask test`, also uses
 //!    `lambda`), `bench` (`cargo xtask bench`), `compat` (the breaking-change gate, on its own).
+//! 5. `infra`: tests only, of the SAM template's rules that cfn-lint and `sam validate` cannot
+//!    know; imports only `repo_root()`.
 
 use anyhow::Context;
 use camino::Utf8PathBuf;
@@ -22,6 +24,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod compat;
+mod infra;
 mod lambda;
 mod process;
 mod test;

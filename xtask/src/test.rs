@@ -209,7 +209,7 @@ fn contract_tests(root: &Utf8Path) -> anyhow::Result<()> {
     let base = format!("http://127.0.0.1:{port}");
     let server_bin = root.join("target/debug/dashboard-server");
     let token = Command::new(&server_bin)
-        .args(["mint-token", "--user-id", "contract-test-member", "--scope", "dashboard/admin"])
+        .args(["mint-token", "--user-id", "contract-test-member", "--group", "dashboard-admins"])
         .env("DASHBOARD_DATA_DIR", &data_dir)
         .output()?;
     if !token.status.success() {

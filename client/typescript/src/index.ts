@@ -12,7 +12,10 @@ import type { components, operations, paths } from "./schema";
 export type { components, operations, paths };
 export type Schemas = components["schemas"];
 export type Profile = Schemas["Profile"];
+/** Every editable field, each one said (`null` clears it): the body of `updateProfile`. */
 export type ProfileUpdate = Schemas["ProfileUpdate"];
+/** A JSON Merge Patch of the editable fields: the body of `patchProfile`. */
+export type ProfilePatch = Schemas["ProfilePatch"];
 export type OrderSummary = Schemas["OrderSummary"];
 export type OrdersPage = Schemas["OrdersPage"];
 export type Order = Schemas["Order"];
@@ -86,11 +89,28 @@ export class DashboardClient {
     return { profile: unwrap(data, error, response), etag: response.headers.get("ETag") ?? "" };
   }
 
-  /** Replaces the editable fields; `etag` must be the one from the last read (412 otherwise). */
+  /**
+   * Replaces every editable field (each must be present; `null` clears it); `etag` must be the
+   * one from the last read (412 otherwise).
+   */
   async updateProfile(update: ProfileUpdate, etag: string): Promise<VersionedProfile> {
     const { data, error, response } = await this.raw.PUT("/dashboard/profile", {
       params: { header: { "If-Match": etag } },
       body: update,
+    });
+    return { profile: unwrap(data, error, response), etag: response.headers.get("ETag") ?? "" };
+  }
+
+  /**
+   * Changes only what `patch` names (RFC 7396 JSON Merge Patch: a member left out is kept,
+   * `null` clears it, nested objects merge); `etag` as for `updateProfile`.
+   */
+  async patchProfile(patch: ProfilePatch, etag: string): Promise<VersionedProfile> {
+    const { data, error, response } = await this.raw.PATCH("/dashboard/profile", {
+      params: { header: { "If-Match": etag } },
+      body: patch,
+      // The server reads any application/*+json body as JSON; this names what it is.
+      headers: { "Content-Type": "application/merge-patch+json" },
     });
     return { profile: unwrap(data, error, response), etag: response.headers.get("ETag") ?? "" };
   }

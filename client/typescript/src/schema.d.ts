@@ -58,14 +58,18 @@ export interface paths {
         get: operations["get_profile"];
         /**
          * Replace the signed-in member's editable profile fields.
-         * @description Every editable field is replaced: a field left out or sent as `null` is cleared. `If-Match` with the `ETag` from the last read is required: without it (or with an empty value or `*`) the answer is 428 (`precondition_required`), with a stale or unknown one 412 (`precondition_failed`). The body must be a JSON object (400 `invalid_body` otherwise). Invalid fields are 400 with a field-specific `error_code`; unknown fields are 400 `unknown_field`. The body is checked first: an invalid body is 400 whatever `If-Match` says.
+         * @description Every editable field is replaced, so every one must be sent, nested members included: a field left out is 400 `missing_field` (naming it in `field`), and only `null` clears a field. For a partial update use `PATCH`. `If-Match` with the `ETag` from the last read is required: without it (or with an empty value or `*`) the answer is 428 (`precondition_required`), with a stale or unknown one 412 (`precondition_failed`). The body must be a JSON object (400 `invalid_body` otherwise). Invalid fields are 400 with a field-specific `error_code`; unknown fields are 400 `unknown_field`. The body is checked first: an invalid body is 400 whatever `If-Match` says.
          */
         put: operations["put_profile"];
         post?: never;
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Change some of the signed-in member's editable profile fields (JSON Merge Patch).
+         * @description The body is a JSON Merge Patch (RFC 7396) of the editable fields: a member left out is kept, `null` clears it, `shippingAddress` and `dashboardSettings` merge member by member. Sent as `application/merge-patch+json` or `application/json` (both are read alike). The patched profile must be valid as a whole (the rules and codes of `PUT`; a new address missing a required part is 400 `missing_field`). `If-Match` is required as for `PUT` (428, 412), also for `{}`, which changes nothing. As for `PUT`, the patched profile is checked first: an invalid one is 400 whatever `If-Match` says.
+         */
+        patch: operations["patch_profile"];
         trace?: never;
     };
     "/dashboard/sync-status": {
@@ -226,7 +230,7 @@ export interface components {
              *     - `invalid_signature`: 400, a Stripe webhook whose `Stripe-Signature` is missing, stale, or does not match the body.
              *     - `invalid_user_id`: 400, a `userId` that is not 1 to 128 characters without control characters (admin endpoints).
              *     - `invalid_stripe_customer_id`: 400, `stripeCustomerId` is not `cus_` and 1 to 64 letters or digits.
-             *     - `forbidden`: 403, an admin endpoint called without the admin scope or group.
+             *     - `forbidden`: 403, an admin endpoint called by a member outside the admin group or an operator token without the admin scope, or a member's endpoint called with the operator client's token.
              *     - `member_not_found`: 404, no member with this user id has a profile (admin linking).
              *     - `customer_already_linked`: 409, the Stripe customer is already linked to another member.
              *     - `not_found`: 404, Dropshot's own not-found error, should one reach an endpoint (none does with Dropshot 0.18; an unknown path gets Dropshot's body, without a code).
@@ -245,29 +249,33 @@ export interface components {
              */
             retry_after_seconds?: number | null;
         };
-        /** @description Dashboard preferences. */
+        /** @description Dashboard preferences. In an update every member must be sent. */
         DashboardSettings: {
-            /**
-             * @description Whether the member wants order emails.
-             * @default true
-             */
+            /** @description Whether the member wants order emails. */
             emailNotifications: boolean;
-            /**
-             * @description Preferred locale as a BCP 47 tag (for example `en-US`), at most 35 characters.
-             * @default en-US
-             */
+            /** @description Preferred locale as a BCP 47 tag (for example `en-US`), at most 35 characters. */
             locale: string;
             /**
              * Format: uint32
              * @description Orders shown per page: 1 to 100.
-             * @default 20
              */
             ordersPageSize: number;
-            /**
-             * @description Colour theme.
-             * @default system
-             */
+            /** @description Colour theme. */
             theme: components["schemas"]["Theme"];
+        };
+        /** @description Changes to the dashboard preferences (the rules of `DashboardSettings`); members left out are kept. None can be `null`: set `dashboardSettings` to `null` for all the defaults. */
+        DashboardSettingsPatch: {
+            /** @description Whether the member wants order emails. */
+            emailNotifications?: boolean;
+            /** @description Preferred locale as a BCP 47 tag (for example `en-US`), at most 35 characters. */
+            locale?: string;
+            /**
+             * Format: uint32
+             * @description Orders shown per page: 1 to 100.
+             */
+            ordersPageSize?: number;
+            /** @description Colour theme. */
+            theme?: components["schemas"]["Theme"];
         };
         /** @description Liveness report. */
         Health: {
@@ -480,7 +488,7 @@ export interface components {
         OrdersPage: {
             /** @description Orders, newest first. */
             items: components["schemas"]["OrderSummary"][];
-            /** @description Token for the next page; absent on the last page. */
+            /** @description Token for the next page; absent on the last page. A page with fewer orders than `limit` (even none) may still have one: a filtered listing stops after a bounded read and resumes where it stopped. */
             next_page?: string | null;
             /** @description True when a background refresh for this member is running. */
             refreshing: boolean;
@@ -526,38 +534,44 @@ export interface components {
             /** @description The member's id: the `sub` claim of their token. Never writable. */
             userId: string;
         };
-        /** @description The editable fields of a profile. Fields left out or `null` are cleared. */
+        /** @description A JSON Merge Patch (RFC 7396) of the editable fields: a member left out is kept, `null` clears it, a nested object is merged member by member. The patched profile must then be a valid `ProfileUpdate` (a new `shippingAddress` needs `line1`, `city`, `postalCode` and `country`). */
+        ProfilePatch: {
+            /** @description Avatar image URL (the rules of `ProfileUpdate.avatarUrl`); `null` clears it. */
+            avatarUrl?: string | null;
+            /** @description Changes to the dashboard preferences; `null` sets the defaults. */
+            dashboardSettings?: components["schemas"]["DashboardSettingsPatch"] | null;
+            /** @description Name shown on the dashboard (the rules of `ProfileUpdate.displayName`); `null` clears it. */
+            displayName?: string | null;
+            /**
+             * Format: email
+             * @description Contact email (at most 254 characters); `null` clears it.
+             */
+            email?: string | null;
+            /** @description An EVM address (the rules of `ProfileUpdate.preferredWallet`); `null` clears it. */
+            preferredWallet?: string | null;
+            /** @description Changes to the shipping address, merged into the current one; `null` removes it. */
+            shippingAddress?: components["schemas"]["ShippingAddressPatch"] | null;
+        };
+        /**
+         * @description The editable fields of a profile, every one of them: `PUT` replaces them all.
+         *
+         *     Each field must be present (400 `missing_field` naming it otherwise), nested objects' members included; `null` clears a field (for `dashboardSettings`: back to the defaults). For a partial update, send a merge patch (`PATCH`, `ProfilePatch`).
+         */
         ProfileUpdate: {
-            /**
-             * @description Avatar image URL, at most 2048 characters: `https://`, a host name (ASCII letters, digits, dots and single hyphens; the last label starts with a letter), an optional port, then an optional path, query and fragment of URL characters (RFC 3986, `%` escapes). No user name or password.
-             * @default null
-             */
+            /** @description Avatar image URL, at most 2048 characters: `https://`, a host name (ASCII letters, digits, dots and single hyphens; the last label starts with a letter), an optional port, then an optional path, query and fragment of URL characters (RFC 3986, `%` escapes). No user name or password. */
             avatarUrl: string | null;
-            /**
-             * @description Dashboard preferences; defaults apply when left out.
-             * @default null
-             */
+            /** @description Dashboard preferences; `null` sets the defaults. */
             dashboardSettings: components["schemas"]["DashboardSettings"] | null;
-            /**
-             * @description Name shown on the dashboard: 1 to 64 characters, not all white space, no control characters. Surrounding white space is removed.
-             * @default null
-             */
+            /** @description Name shown on the dashboard: 1 to 64 characters, not all white space, no control characters. Surrounding white space is removed. */
             displayName: string | null;
             /**
              * Format: email
              * @description Contact email (at most 254 characters).
-             * @default null
              */
             email: string | null;
-            /**
-             * @description An EVM address: `0x` and 40 hex digits. A mixed-case address must pass its EIP-55 checksum.
-             * @default null
-             */
+            /** @description An EVM address: `0x` and 40 hex digits. A mixed-case address must pass its EIP-55 checksum. */
             preferredWallet: string | null;
-            /**
-             * @description Where orders are shipped.
-             * @default null
-             */
+            /** @description Where orders are shipped. */
             shippingAddress: components["schemas"]["ShippingAddress"] | null;
         };
         /** @description The outcome of reconciling every linked member. */
@@ -583,27 +597,45 @@ export interface components {
             country: string;
             /** @description First address line: 1 to 100 characters, not all white space, no control characters. */
             line1: string;
-            /**
-             * @description Second address line: at most 100 characters, no control characters. Blank is cleared.
-             * @default null
-             */
+            /** @description Second address line: at most 100 characters, no control characters. Blank or `null` is cleared; it must be sent all the same. */
             line2: string | null;
             /** @description Postal code: 1 to 16 letters, digits, spaces or dashes. */
             postalCode: string;
-            /**
-             * @description State, province or region: at most 64 characters, no control characters. Blank is cleared.
-             * @default null
-             */
+            /** @description State, province or region: at most 64 characters, no control characters. Blank or `null` is cleared; it must be sent all the same. */
             region: string | null;
         };
-        /** @description A sync failure. */
+        /** @description Changes to a shipping address (the rules of `ShippingAddress`); members left out are kept. The required parts cannot be `null`: remove the whole address instead. */
+        ShippingAddressPatch: {
+            /** @description City: 1 to 64 characters, not all white space, no control characters. */
+            city?: string;
+            /** @description Country as an assigned ISO 3166-1 alpha-2 code, upper case (for example `US`). */
+            country?: string;
+            /** @description First address line: 1 to 100 characters, not all white space, no control characters. */
+            line1?: string;
+            /** @description Second address line: at most 100 characters, no control characters; `null` clears it. */
+            line2?: string | null;
+            /** @description Postal code: 1 to 16 letters, digits, spaces or dashes. */
+            postalCode?: string;
+            /** @description State, province or region: at most 64 characters, no control characters; `null` clears it. */
+            region?: string | null;
+        };
+        /** @description A sync failure, as a member may see it: a stable code and a generic sentence. What exactly failed (Stripe's or AWS's own error) is only in the server's log. */
         SyncError: {
             /**
              * Format: date-time
              * @description When it happened.
              */
             at: string;
-            /** @description What went wrong. */
+            /**
+             * @description Stable, machine-readable reason the sync failed: clients match on it. New codes may be added; treat a code you do not know as `sync_failed`. The codes:
+             *
+             *     - `stripe_unavailable`: Stripe could not be reached, timed out or kept answering 409, 429 or 5xx after the retries; the next sync tries again.
+             *     - `store_unavailable`: The order store was throttled, unreachable or timed out; the next sync tries again.
+             *     - `customer_not_found`: Stripe has no such customer (`resource_missing`): the member's link needs an admin.
+             *     - `sync_failed`: Any other failure, and any failure recorded by an earlier version (whose stored text is never shown).
+             */
+            code: string;
+            /** @description A generic sentence for people, chosen by `code`. */
             message: string;
         };
         /** @description The outcome of reconciling one member with Stripe. */
@@ -708,7 +740,7 @@ export interface operations {
                 limit?: number | null;
                 /** @description `next_page` of the previous page, as it was returned (signed: anything else is 400 `invalid_page_token`). */
                 page_token?: string | null;
-                /** @description Only orders with this status. */
+                /** @description Only orders with this status. The server reads a bounded amount of the member's orders per request (5 store pages), so a page of a filtered listing may hold fewer orders than `limit`, even none, and still have a `next_page`: follow it until it is absent. */
                 status?: components["schemas"]["OrderStatus"];
             };
             header?: never;
@@ -792,6 +824,37 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["ProfileUpdate"];
+            };
+        };
+        responses: {
+            /** @description successful operation */
+            200: {
+                headers: {
+                    /** @description The profile's current version; send it back in `If-Match` to update. */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Profile"];
+                };
+            };
+            "4XX": components["responses"]["ApiError"];
+            "5XX": components["responses"]["ApiError"];
+        };
+    };
+    patch_profile: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The `ETag` of the profile version this update was based on (as `GET /dashboard/profile` sent it). Missing, empty or `*`: 428 `precondition_required`; not the current version: 412 `precondition_failed`. */
+                "If-Match": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProfilePatch"];
             };
         };
         responses: {

@@ -11,6 +11,7 @@
 //! to a snapshot), [`reconcile`] (one member, all, refreshes), [`webhook`] (verify, ledger,
 //! apply).
 
+pub mod catchup;
 mod read;
 mod reconcile;
 pub mod snapshot;
@@ -29,14 +30,14 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Order settings, resolved.
+/// Order settings, resolved. `Debug` prints no key.
 #[derive(Clone, Debug)]
 pub struct OrdersConfig {
     /// A member's orders older than this are refreshed in the background on listing.
     pub stale_after: Duration,
     /// HMAC key for page tokens.
-    pub cursor_key: Vec<u8>,
-    /// How many members the scheduled reconcile works on at once.
+    pub cursor_key: secrecy::SecretSlice<u8>,
+    /// How many members the sweep, or PaymentIntents the catch-up, works on at once.
     pub schedule_concurrency: usize,
     /// Where stale refreshes go when they cannot run in this process (Lambda).
     pub refresh_queue_url: Option<String>,
@@ -86,11 +87,22 @@ impl OrderService {
             store,
             queue,
             stripe,
-            cursor: CursorKey::new(&config.cursor_key),
+            cursor: CursorKey::new(secrecy::ExposeSecret::expose_secret(&config.cursor_key)),
             config,
             refreshing: Mutex::new(HashSet::new()),
             log,
         }
+    }
+
+    /// The deadline of every Stripe call made for an HTTP request that began at `started`:
+    /// the configured Stripe budget from then, or the Lambda invocation's (the adapter's
+    /// `x-amzn-lambda-context` header, `lambda_context`) when sooner.
+    pub fn request_deadline(
+        &self,
+        started: std::time::Instant,
+        lambda_context: Option<&[u8]>,
+    ) -> std::time::Instant {
+        crate::stripe::request_deadline(started, self.stripe.config().deadline, lambda_context)
     }
 
     /// Fetches what an intent read lacks: every charge, disputes when disputed, and Checkout
@@ -136,9 +148,10 @@ impl OrderService {
                 Err(StoreError::ConditionFailed) => {
                     cached = self.store.get_order(user_id, &intent.id).await?;
                     if cached.is_none() {
-                        // The insert failed on the profile condition: nowhere to count it.
+                        // The insert failed on the profile condition: the member has no
+                        // profile, or was relinked to another customer since it was read.
                         return Err(DomainError::Store(StoreError::Internal(format!(
-                            "cannot cache order {} for {user_id}: no profile",
+                            "cannot cache order {} for {user_id}: no profile linked to {customer}",
                             intent.id
                         ))));
                     }

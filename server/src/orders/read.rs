@@ -4,10 +4,12 @@
 use super::OrderService;
 use crate::error::DomainError;
 use crate::storage::orders::{OrderQuery, OrderRecord, OrderSummaryRecord};
+use crate::storage::profiles::SyncErrorRecord;
 use crate::storage::StoreError;
 use chrono::{DateTime, Utc};
 use dashboard_api::{
-    ErrorCode, Order, OrderFilters, OrderSummary, OrdersPage, OrdersPageSelector, SyncStatus,
+    ErrorCode, Order, OrderFilters, OrderSummary, OrdersPage, OrdersPageSelector, SyncError,
+    SyncStatus,
 };
 use dropshot::{PaginationParams, WhichPage};
 use std::sync::Arc;
@@ -77,23 +79,31 @@ impl OrderService {
             tokio::join!(self.store.list_orders(&query), self.store.get_profile(user_id));
         let (page, profile) = (page?, profile?);
         let synced_at = profile.as_ref().and_then(|p| p.orders_synced_at);
-        let linked = profile.as_ref().is_some_and(|p| p.stripe_customer_id.is_some());
+        let customer = profile.as_ref().and_then(|p| p.stripe_customer_id.as_deref());
+        let linked = customer.is_some();
         let stale = linked && synced_at.is_none_or(|at| self.is_stale(at));
         let mut queued = false;
         if stale {
             queued = self.request_refresh(user_id).await;
         }
-        let next_page = match (page.more, page.orders.last()) {
-            (true, Some(last)) => {
-                let selector = self.cursor.sign(user_id, &last.created_key, status, after, before);
+        // The token resumes where the store stopped reading, which may lie past the last order
+        // returned (a filtered listing stops after a bounded number of reads).
+        let next_page = match &page.resume_key {
+            Some(resume) => {
+                let selector = self.cursor.sign(user_id, resume, status, after, before);
                 let results = dropshot::ResultsPage::new(vec![()], &(), |_, _| selector.clone())
                     .map_err(|e| DomainError::Store(StoreError::Internal(e.internal_message)))?;
                 results.next_page
             }
-            _ => None,
+            None => None,
         };
         Ok(OrdersPage {
-            items: page.orders.iter().map(summary).collect(),
+            items: page
+                .orders
+                .iter()
+                .filter(|o| of_customer(o.stripe_customer_id.as_deref(), customer))
+                .map(summary)
+                .collect(),
             next_page,
             synced_at,
             stale,
@@ -116,11 +126,17 @@ impl OrderService {
         if !well_formed {
             return Err(DomainError::OrderNotFound);
         }
-        if let Some(record) = self.store.get_order(user_id, order_id).await? {
+        let (record, profile) =
+            tokio::join!(self.store.get_order(user_id, order_id), self.store.get_profile(user_id));
+        let (record, profile) = (record?, profile?);
+        let customer = profile.and_then(|p| p.stripe_customer_id);
+        if let Some(record) = record {
+            if !of_customer(record.stripe_customer_id.as_deref(), customer.as_deref()) {
+                return Err(DomainError::OrderNotFound);
+            }
             return Ok(order(record));
         }
-        let profile = self.store.get_profile(user_id).await?;
-        let Some(customer) = profile.and_then(|p| p.stripe_customer_id) else {
+        let Some(customer) = customer else {
             return Err(DomainError::OrderNotFound);
         };
         let Some(intent) = self.stripe.intent(order_id).await? else {
@@ -143,9 +159,41 @@ impl OrderService {
             stripe_customer_id: profile.stripe_customer_id,
             last_webhook: profile.last_webhook,
             last_reconcile: profile.last_reconcile,
-            last_error: profile.last_sync_error,
+            last_error: profile.last_sync_error.map(sync_error),
         })
     }
+}
+
+/// What a member sees of a stored sync failure: its code, and a sentence chosen by the code
+/// alone. A code this version does not know, or none (a record written before codes, whose
+/// stored text may be raw Stripe or AWS output), is shown as `sync_failed`.
+fn sync_error(record: SyncErrorRecord) -> SyncError {
+    let code = record
+        .code
+        .as_deref()
+        .and_then(ErrorCode::from_code)
+        .filter(|code| ErrorCode::SYNC.contains(code))
+        .unwrap_or(ErrorCode::SyncFailed);
+    let message = match code {
+        ErrorCode::StripeUnavailable => {
+            "Stripe could not be reached; your orders will be refreshed again shortly."
+        }
+        ErrorCode::StoreUnavailable => {
+            "Order history is temporarily unavailable; it will be refreshed again shortly."
+        }
+        ErrorCode::CustomerNotFound => {
+            "The payment account linked to your membership was not found; please contact support."
+        }
+        _ => "Your orders could not be refreshed; they will be refreshed again shortly.",
+    };
+    SyncError { at: record.at, code: code.as_str().to_string(), message: message.to_string() }
+}
+
+/// Whether a cached order of `order_customer` belongs to a member holding `held`: orders of a
+/// customer the member no longer holds (a relink's clean-up that did not finish) are hidden.
+/// An order without a customer (none is written so) is shown.
+fn of_customer(order_customer: Option<&str>, held: Option<&str>) -> bool {
+    order_customer.is_none_or(|c| held == Some(c))
 }
 
 fn summary(record: &OrderSummaryRecord) -> OrderSummary {

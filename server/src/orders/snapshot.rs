@@ -61,6 +61,23 @@ pub fn status_of(intent: &Intent) -> OrderStatus {
     }
 }
 
+/// Dispute statuses Stripe never moves on from
+/// (https://docs.stripe.com/api/disputes/object#dispute_object-status).
+const FINAL_DISPUTE_STATUSES: [&str; 4] = ["won", "lost", "warning_closed", "prevented"];
+
+/// Whether an order's disputes must be read again: one of its `charges` is disputed and the
+/// cache has no dispute for it yet, or holds a dispute that can still change. Closed disputes
+/// cost nothing more.
+pub fn disputes_may_have_changed(charges: &[OrderCharge], old: Option<&OrderRecord>) -> bool {
+    let mut disputed = charges.iter().filter(|c| c.disputed).peekable();
+    if disputed.peek().is_none() {
+        return false;
+    }
+    let Some(old) = old else { return true };
+    let open = old.disputes.iter().any(|d| !FINAL_DISPUTE_STATUSES.contains(&d.status.as_str()));
+    open || disputed.any(|c| !old.disputes.iter().any(|d| d.charge_id == c.charge_id))
+}
+
 /// Merges `fresh` into `old` by id; fresh entries win; sorted by time, then id.
 fn merge<T: Clone>(
     old: &[T],
@@ -228,6 +245,36 @@ mod tests {
         ];
         for (intent, expected) in cases {
             assert_eq!(status_of(&intent), expected, "{}", intent.status);
+        }
+    }
+
+    /// Disputes are read again while one is open or a disputed charge has none cached; closed
+    /// ones, and orders without a disputed charge, cost no request.
+    #[test]
+    fn disputes_are_reread_only_while_they_can_change() {
+        let charges = |disputed: bool| intent("succeeded", 0, disputed, false).latest_charge;
+        let disputed = vec![charges(true).unwrap().charge];
+        let undisputed = vec![charges(false).unwrap().charge];
+        let cached = |status: &str| {
+            let mut order = OrderRecord::default_for("u", "pi_1");
+            order.disputes = vec![DisputeRecord {
+                dispute_id: "dp_1".into(),
+                charge_id: "ch_1".into(),
+                amount: 1000,
+                status: status.into(),
+                reason: "fraudulent".into(),
+                created_at: timestamp(1_700_000_000),
+            }];
+            order
+        };
+        assert!(!disputes_may_have_changed(&undisputed, None));
+        assert!(disputes_may_have_changed(&disputed, None));
+        let empty = OrderRecord::default_for("u", "pi_1");
+        assert!(disputes_may_have_changed(&disputed, Some(&empty)));
+        assert!(disputes_may_have_changed(&disputed, Some(&cached("needs_response"))));
+        assert!(disputes_may_have_changed(&disputed, Some(&cached("under_review"))));
+        for status in FINAL_DISPUTE_STATUSES {
+            assert!(!disputes_may_have_changed(&disputed, Some(&cached(status))), "{status}");
         }
     }
 

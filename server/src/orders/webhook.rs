@@ -20,7 +20,7 @@ impl OrderService {
         let signature = signature.ok_or(DomainError::InvalidWebhookSignature("missing"))?;
         let payload = std::str::from_utf8(payload)
             .map_err(|_| DomainError::InvalidWebhookSignature("not UTF-8"))?;
-        let secret = &self.stripe.config().webhook_secret;
+        let secret = secrecy::ExposeSecret::expose_secret(&self.stripe.config().webhook_secret);
         let (event_id, event_type) =
             match stripe_webhook::Webhook::construct_event(payload, signature, secret) {
                 Ok(event) => (event.id.as_str().to_string(), event.type_.as_str().to_string()),
@@ -39,17 +39,28 @@ impl OrderService {
         // The signature was checked over these exact bytes, so the JSON is Stripe's.
         let raw: Value = serde_json::from_str(payload)
             .map_err(|_| DomainError::InvalidWebhookSignature("unparseable event"))?;
-        let ack =
-            |outcome: &str| WebhookAck { event_id: event_id.clone(), outcome: outcome.into() };
-        let Some(intent_id) = intent_of(&event_type, &raw["data"]["object"]) else {
-            return Ok(ack("ignored"));
+        let outcome = self.apply_event(&event_id, &event_type, &raw["data"]["object"]).await?;
+        Ok(WebhookAck { event_id, outcome: outcome.into() })
+    }
+
+    /// Applies one event Stripe vouches for (a webhook whose signature was verified, or an
+    /// event the catch-up read from Stripe's Events list): ignored unless it is about an
+    /// order, dropped when the ledger has it, else applied and then recorded in the ledger.
+    pub(super) async fn apply_event(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        object: &Value,
+    ) -> Result<&'static str, DomainError> {
+        let Some(intent_id) = intent_of(event_type, object) else {
+            return Ok("ignored");
         };
-        if self.store.event_seen(&event_id).await? {
-            return Ok(ack("duplicate"));
+        if self.store.event_seen(event_id).await? {
+            return Ok("duplicate");
         }
-        let outcome = self.apply(&event_id, &event_type, &intent_id).await?;
-        self.store.record_event(&event_id, &event_type, outcome).await?;
-        Ok(ack(outcome))
+        let outcome = self.apply(event_id, event_type, &intent_id).await?;
+        self.store.record_event(event_id, event_type, outcome).await?;
+        Ok(outcome)
     }
 
     async fn apply(
@@ -81,7 +92,7 @@ impl OrderService {
 }
 
 /// The PaymentIntent an event is about, for the event types that change orders.
-fn intent_of(event_type: &str, object: &Value) -> Option<String> {
+pub(super) fn intent_of(event_type: &str, object: &Value) -> Option<String> {
     let field = match event_type {
         t if t.starts_with("payment_intent.") => "id",
         "charge.succeeded"

@@ -30,9 +30,11 @@ macro_rules! record_types {
 
 pub(crate) use record_types;
 
+pub mod checkpoint;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod events;
+pub mod iam;
 pub mod orders;
 pub mod profiles;
 pub mod rules;
@@ -170,6 +172,7 @@ pub struct TableNames {
     pub user_profiles: String,
     pub order_snapshots: String,
     pub stripe_events: String,
+    pub stripe_customers: String,
 }
 
 impl TableNames {
@@ -178,6 +181,7 @@ impl TableNames {
             user_profiles: format!("{prefix}{}", schema::USER_PROFILES),
             order_snapshots: format!("{prefix}{}", schema::ORDER_SNAPSHOTS),
             stripe_events: format!("{prefix}{}", schema::STRIPE_EVENTS),
+            stripe_customers: format!("{prefix}{}", schema::STRIPE_CUSTOMERS),
         }
     }
 }
@@ -187,6 +191,9 @@ impl TableNames {
 pub struct Store {
     pub client: Client,
     pub tables: TableNames,
+    /// Requests sent, by operation (debug builds, where the rules check counts them; always
+    /// zero otherwise).
+    pub calls: std::sync::Arc<rules::CallCounts>,
 }
 
 impl Store {
@@ -229,10 +236,12 @@ impl Store {
         };
         // Debug builds (tests, the local default) refuse requests real DynamoDB would refuse,
         // whatever store they talk to.
+        let calls = std::sync::Arc::<rules::CallCounts>::default();
         if cfg!(debug_assertions) {
-            config = config.to_builder().interceptor(rules::RulesInterceptor).build();
+            let rules = rules::RulesInterceptor { calls: calls.clone() };
+            config = config.to_builder().interceptor(rules).build();
         }
-        Store { client: Client::from_conf(config), tables: TableNames::new(prefix) }
+        Store { client: Client::from_conf(config), tables: TableNames::new(prefix), calls }
     }
 
     /// Creates missing tables (local runs and tests; production tables come from `infra/`) and

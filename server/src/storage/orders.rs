@@ -3,7 +3,9 @@
 
 use super::schema::BY_CREATED;
 use super::{Store, StoreError};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, Put, TransactWriteItem, Update, WriteRequest,
+};
 use chrono::{DateTime, Utc};
 use dashboard_api::{
     OrderCharge, OrderDispute, OrderItem, OrderRefund, OrderShipping, OrderStatus,
@@ -128,9 +130,13 @@ pub struct OrderSummaryRecord {
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
     pub expires_at: Option<i64>,
+    /// The customer the order belongs to: the listing hides orders of a customer the member
+    /// no longer holds (left behind by a relink that did not finish its clean-up).
+    #[serde(default)]
+    pub stripe_customer_id: Option<String>,
 }
 
-const SUMMARY_ATTRIBUTES: [&str; 11] = [
+const SUMMARY_ATTRIBUTES: [&str; 12] = [
     "orderId",
     "createdKey",
     "orderNumber",
@@ -142,13 +148,25 @@ const SUMMARY_ATTRIBUTES: [&str; 11] = [
     "createdAt",
     "updatedAt",
     "expiresAt",
+    "stripeCustomerId",
 ];
+
+/// Most Query pages one listing request reads. A status filter is applied after DynamoDB has
+/// read the items (`Query.FilterExpression.html`), so a rare status could otherwise take a
+/// page after page of reads in one request; past this bound the listing answers with what it
+/// found and a token that resumes the scan.
+pub const MAX_QUERY_PAGES: usize = 5;
+/// Items a filtered listing evaluates per Query page (`Limit` counts items read before the
+/// filter): at most `MAX_QUERY_PAGES` × this many per request, and never more than 1 MB a page.
+pub const FILTERED_PAGE_ITEMS: usize = 50;
 
 /// One page from the newest-first index.
 pub struct OrderPage {
     pub orders: Vec<OrderSummaryRecord>,
-    /// Whether more may follow the last order returned.
-    pub more: bool,
+    /// Where the next page starts (strictly below this `createdKey`) when more may follow:
+    /// the last order returned, or, when the read bound ended the scan first, the last item
+    /// read, so that the next request resumes where this one stopped.
+    pub resume_key: Option<String>,
 }
 
 /// What a listing asks for.
@@ -161,6 +179,11 @@ pub struct OrderQuery<'a> {
     pub below_key: Option<String>,
     pub limit: usize,
 }
+
+/// Requests in one `BatchWriteItem` call (`API_BatchWriteItem.html`).
+pub const BATCH_WRITE_MAX: usize = 25;
+/// Calls per batch before unprocessed deletes are given up on (the caller may run again).
+const BATCH_ATTEMPTS: usize = 8;
 
 fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_string())
@@ -186,7 +209,9 @@ impl Store {
     }
 
     /// Newest first. One Query per page without a status filter; with one, DynamoDB filters
-    /// after reading, so a sparse status may take a few Queries to fill the page.
+    /// after reading, so a sparse status may take more Queries to fill the page: at most
+    /// [`MAX_QUERY_PAGES`], after which the page may hold fewer orders than asked (even none)
+    /// and still have a `resume_key`.
     pub async fn list_orders(&self, query: &OrderQuery<'_>) -> Result<OrderPage, StoreError> {
         let mut names = HashMap::from([
             ("#u".to_string(), "userId".to_string()),
@@ -235,7 +260,14 @@ impl Store {
         let now = Utc::now().timestamp();
         let mut orders = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
+        let mut pages = 0;
         loop {
+            pages += 1;
+            let wanted = query.limit - orders.len() + 1;
+            let page_items = match query.status {
+                Some(_) => wanted.max(FILTERED_PAGE_ITEMS),
+                None => wanted,
+            };
             let output = self
                 .client
                 .query()
@@ -247,7 +279,7 @@ impl Store {
                 .set_expression_attribute_names(Some(names.clone()))
                 .set_expression_attribute_values(Some(values.clone()))
                 .scan_index_forward(false)
-                .limit((query.limit - orders.len()) as i32 + 1)
+                .limit(page_items as i32)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await?;
@@ -260,14 +292,31 @@ impl Store {
                 }
                 orders.push(record);
             }
+            let last_returned =
+                |orders: &[OrderSummaryRecord]| orders.last().map(|o| o.created_key.clone());
             if orders.len() > query.limit {
                 orders.truncate(query.limit);
-                return Ok(OrderPage { orders, more: true });
+                let resume_key = last_returned(&orders);
+                return Ok(OrderPage { orders, resume_key });
             }
             match output.last_evaluated_key {
-                Some(key) if orders.len() < query.limit => start = Some(key),
-                Some(_) => return Ok(OrderPage { orders, more: true }),
-                None => return Ok(OrderPage { orders, more: false }),
+                None => return Ok(OrderPage { orders, resume_key: None }),
+                Some(_) if orders.len() == query.limit => {
+                    let resume_key = last_returned(&orders);
+                    return Ok(OrderPage { orders, resume_key });
+                }
+                // The bound is reached: every item up to the last one read was seen, and every
+                // match among them is on this page, so the next page starts below that item.
+                // On an index, LastEvaluatedKey holds the index's sort key too: it is what a
+                // Query of the index takes back as ExclusiveStartKey (`API_Query.html`).
+                Some(key) if pages >= MAX_QUERY_PAGES => {
+                    let resume_key = key.get("createdKey").and_then(|k| k.as_s().ok()).cloned();
+                    let resume_key = resume_key.ok_or_else(|| {
+                        StoreError::Internal("LastEvaluatedKey without createdKey".into())
+                    })?;
+                    return Ok(OrderPage { orders, resume_key: Some(resume_key) });
+                }
+                Some(key) => start = Some(key),
             }
         }
     }
@@ -301,8 +350,11 @@ impl Store {
         }
     }
 
-    /// Caches a new order and counts it on the member's profile, atomically.
-    /// `ConditionFailed` when the order exists already (or the profile does not).
+    /// Caches a new order and counts it on the member's profile, atomically, on condition
+    /// that the profile still holds the order's customer: a reconcile or webhook that read the
+    /// link before a relink cannot add the old customer's orders back to the member.
+    /// `ConditionFailed` when the order exists already (or the profile does not, or holds
+    /// another customer now).
     pub async fn insert_order(&self, record: &OrderRecord) -> Result<(), StoreError> {
         let put = Put::builder()
             .table_name(&self.tables.order_snapshots)
@@ -314,10 +366,14 @@ impl Store {
             .table_name(&self.tables.user_profiles)
             .key("userId", s(&record.user_id))
             .update_expression("ADD orderCount :one")
-            .condition_expression("attribute_exists(userId)")
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .build()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+            .expression_attribute_values(":one", AttributeValue::N("1".into()));
+        let count = match &record.stripe_customer_id {
+            Some(customer) => count
+                .condition_expression("stripeCustomerId = :c")
+                .expression_attribute_values(":c", s(customer)),
+            None => count.condition_expression("attribute_exists(userId)"),
+        };
+        let count = count.build().map_err(|e| StoreError::Internal(e.to_string()))?;
         self.client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put).build())
@@ -325,6 +381,84 @@ impl Store {
             .send()
             .await?;
         Ok(())
+    }
+
+    /// Deletes the member's cached orders of any customer but `keep` (`None`: of every
+    /// customer), in batches of 25 (`BatchWriteItem`'s most), and returns how many. A relink
+    /// runs it after its transaction (`Store::link_customer`); an unlink can run it with `None`.
+    /// Orders without a customer (none are written so) are kept: whose they are is unknown.
+    pub async fn delete_orders_except(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        let mut doomed = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.order_snapshots)
+                .key_condition_expression("userId = :u")
+                .expression_attribute_values(":u", s(user_id))
+                .projection_expression("orderId, stripeCustomerId")
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await?;
+            for item in output.items.unwrap_or_default() {
+                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+                let (Some(order_id), Some(customer)) = (text("orderId"), text("stripeCustomerId"))
+                else {
+                    continue;
+                };
+                if keep != Some(customer.as_str()) {
+                    doomed.push(order_id);
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        for batch in doomed.chunks(BATCH_WRITE_MAX) {
+            let mut requests = batch
+                .iter()
+                .map(|order_id| {
+                    let delete = DeleteRequest::builder()
+                        .key("userId", s(user_id))
+                        .key("orderId", s(order_id))
+                        .build()
+                        .map_err(|e| StoreError::Internal(e.to_string()))?;
+                    Ok(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            // What DynamoDB leaves unprocessed (throttling) is sent again, with backoff
+            // (`API_BatchWriteItem.html`: "UnprocessedItems").
+            for attempt in 0..BATCH_ATTEMPTS {
+                if requests.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    let backoff = 25u64 << attempt.min(6);
+                    tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
+                }
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.tables.order_snapshots, requests)
+                    .send()
+                    .await?;
+                requests = output
+                    .unprocessed_items
+                    .and_then(|mut left| left.remove(&self.tables.order_snapshots))
+                    .unwrap_or_default();
+            }
+            if !requests.is_empty() {
+                return Err(StoreError::Unavailable("batch deletes left unprocessed".into()));
+            }
+        }
+        Ok(doomed.len())
     }
 
     /// Replaces a cached order if it is still at `expected_version`.

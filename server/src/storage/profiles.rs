@@ -2,11 +2,14 @@
 
 use super::schema::BY_STRIPE_CUSTOMER;
 use super::{Store, StoreError};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
-use chrono::SecondsFormat;
-use dashboard_api::{
-    DashboardSettings, ShippingAddress, SyncError, SyncReport, Theme, WebhookApplied,
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
+use chrono::SecondsFormat;
+use dashboard_api::{DashboardSettings, ShippingAddress, SyncReport, Theme, WebhookApplied};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -40,7 +43,7 @@ pub struct ProfileRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_webhook: Option<WebhookApplied>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_sync_error: Option<SyncError>,
+    pub last_sync_error: Option<SyncErrorRecord>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub version: u64,
@@ -285,35 +288,240 @@ impl Store {
 pub enum SyncMeta<'a> {
     Reconciled(&'a SyncReport),
     Webhook(&'a WebhookApplied),
-    Failed(&'a SyncError),
+    Failed(&'a SyncErrorRecord),
+}
+
+/// A sync failure as stored: when, and its code (one of `ErrorCode::SYNC`), never the error's
+/// text, which goes to the log only. Earlier versions stored `message` (the raw Stripe or AWS
+/// error) and no code: such an item still loads (unknown attributes are ignored), without a
+/// code, and its text is never read.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncErrorRecord {
+    pub at: chrono::DateTime<chrono::Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// Why a link was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the member has no profile")]
+    NoMember,
+    #[error("the customer is linked to another member")]
+    CustomerTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A link as written.
+#[derive(Debug)]
+pub struct Linked {
+    /// The profile as stored after the link.
+    pub profile: ProfileRecord,
+    /// The customer the member held before, when the link moved it to another one.
+    pub previous: Option<String>,
+}
+
+/// Link transactions retried when a concurrent write got in between (the member's profile
+/// changed, or DynamoDB reported a transaction conflict on one of the items).
+const LINK_ATTEMPTS: usize = 4;
+
+fn claim_key(customer: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([("stripeCustomerId".to_string(), AttributeValue::S(customer.to_string()))])
+}
+
+fn internal(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(error.to_string())
+}
+
+/// What each action of a cancelled transaction reported (`ConditionalCheckFailed`,
+/// `TransactionConflict`, `None`, …), in the order the actions were sent
+/// (`API_TransactWriteItems.html`, "CancellationReasons"). `None`: not a cancellation.
+fn cancellation_reasons<R>(error: &SdkError<TransactWriteItemsError, R>) -> Option<Vec<String>> {
+    let TransactWriteItemsError::TransactionCanceledException(cancelled) =
+        error.as_service_error()?
+    else {
+        return None;
+    };
+    Some(
+        cancelled
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().unwrap_or("None").to_string())
+            .collect(),
+    )
 }
 
 impl Store {
-    /// Links a member to a Stripe customer. `ConditionFailed` when the member has no profile.
-    pub async fn link_customer(
+    /// Links a member to a Stripe customer, one member per customer.
+    ///
+    /// One `TransactWriteItems` (`transaction-apis.html`: all or nothing, isolated from other
+    /// writes) puts the customer's claim item with `attribute_not_exists` (two links of one
+    /// customer cannot both succeed, whatever the index says), moves the profile to the
+    /// customer on condition that it still holds what was read, and deletes the claim of the
+    /// customer it held before. Linking a member to the customer it holds changes nothing.
+    ///
+    /// Links made before claims existed have no claim item: a customer that a profile holds
+    /// without one is refused too, found through the profile index and confirmed on the
+    /// profile itself. The index lags writes, but such a link predates this code, and every
+    /// later link writes a claim. Relinking such a member to its customer writes the claim
+    /// (backfilling it). The member's cached orders are not touched here: see
+    /// [`Store::delete_orders_except`].
+    pub async fn link_customer(&self, user_id: &str, customer: &str) -> Result<Linked, LinkError> {
+        for attempt in 0..LINK_ATTEMPTS {
+            if attempt > 0 {
+                // A concurrent writer got in between: let it finish, then read again.
+                let jitter = rand::random::<u64>() % 20;
+                tokio::time::sleep(std::time::Duration::from_millis(10 * attempt as u64 + jitter))
+                    .await;
+            }
+            let profile = self.get_profile(user_id).await?.ok_or(LinkError::NoMember)?;
+            let previous = profile.stripe_customer_id.clone();
+            let claimed = match self.customer_claim(customer).await? {
+                Some(owner) if owner != user_id => return Err(LinkError::CustomerTaken),
+                Some(_) => true,
+                None => false,
+            };
+            if claimed && previous.as_deref() == Some(customer) {
+                return Ok(Linked { profile, previous: None });
+            }
+            if !claimed && self.held_without_claim(customer, user_id).await? {
+                return Err(LinkError::CustomerTaken);
+            }
+            let (actions, claim_at) =
+                self.link_actions(user_id, customer, previous.as_deref(), claimed)?;
+            let result =
+                self.client.transact_write_items().set_transact_items(Some(actions)).send().await;
+            let error = match result {
+                Ok(_) => {
+                    let profile = self.get_profile(user_id).await?.ok_or(LinkError::NoMember)?;
+                    let previous = previous.filter(|p| p != customer);
+                    return Ok(Linked { profile, previous });
+                }
+                Err(error) => error,
+            };
+            let Some(reasons) = cancellation_reasons(&error) else {
+                return Err(StoreError::from(error).into());
+            };
+            let failed = |at: Option<usize>| {
+                at.and_then(|i| reasons.get(i)).is_some_and(|r| r == "ConditionalCheckFailed")
+            };
+            if failed(claim_at) {
+                // Another link claimed the customer first.
+                return Err(LinkError::CustomerTaken);
+            }
+            // The profile changed (or vanished), or a conflict: read again and retry.
+        }
+        Err(StoreError::Unavailable("link contention".into()).into())
+    }
+
+    /// The transaction of one link attempt, and the position of the claim `Put` in it.
+    fn link_actions(
         &self,
         user_id: &str,
         customer: &str,
-    ) -> Result<ProfileRecord, StoreError> {
-        let output = self
-            .client
-            .update_item()
+        previous: Option<&str>,
+        claimed: bool,
+    ) -> Result<(Vec<TransactWriteItem>, Option<usize>), StoreError> {
+        let mut actions = Vec::new();
+        let mut claim_at = None;
+        if !claimed {
+            let now = chrono::Utc::now().to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            let put = Put::builder()
+                .table_name(&self.tables.stripe_customers)
+                .item("stripeCustomerId", AttributeValue::S(customer.to_string()))
+                .item("userId", AttributeValue::S(user_id.to_string()))
+                .item("linkedAt", AttributeValue::S(now))
+                .condition_expression("attribute_not_exists(stripeCustomerId)")
+                .build()
+                .map_err(internal)?;
+            claim_at = Some(actions.len());
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
+        if previous == Some(customer) {
+            // Backfilling the claim of a link made before claims: the profile must still
+            // hold the customer when the claim is written.
+            let check = ConditionCheck::builder()
+                .table_name(&self.tables.user_profiles)
+                .set_key(Some(key(user_id)))
+                .condition_expression("stripeCustomerId = :c")
+                .expression_attribute_values(":c", AttributeValue::S(customer.to_string()))
+                .build()
+                .map_err(internal)?;
+            actions.push(TransactWriteItem::builder().condition_check(check).build());
+            return Ok((actions, claim_at));
+        }
+        let mut update = Update::builder()
             .table_name(&self.tables.user_profiles)
             .set_key(Some(key(user_id)))
-            .update_expression("SET stripeCustomerId = :c, #v = #v + :one")
-            .condition_expression("attribute_exists(userId)")
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":c", AttributeValue::S(customer.to_string()))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await?;
-        let item = output.attributes.ok_or(StoreError::ConditionFailed)?;
-        Ok(serde_dynamo::from_item(item)?)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()));
+        update = match previous {
+            None => update
+                .update_expression("SET stripeCustomerId = :c, #v = #v + :one")
+                .condition_expression(
+                    "attribute_exists(userId) AND attribute_not_exists(stripeCustomerId)",
+                ),
+            // The count restarts: the old customer's orders leave the member, and each of
+            // the new customer's is counted as it is cached.
+            Some(old) => update
+                .update_expression("SET stripeCustomerId = :c, #v = #v + :one, orderCount = :zero")
+                .condition_expression("stripeCustomerId = :old")
+                .expression_attribute_values(":old", AttributeValue::S(old.to_string()))
+                .expression_attribute_values(":zero", AttributeValue::N("0".into())),
+        };
+        actions
+            .push(TransactWriteItem::builder().update(update.build().map_err(internal)?).build());
+        if let Some(old) = previous {
+            // The old customer's claim, if this member holds one (a link made before claims
+            // has none, and deleting a missing item is no error).
+            let delete = Delete::builder()
+                .table_name(&self.tables.stripe_customers)
+                .set_key(Some(claim_key(old)))
+                .condition_expression("attribute_not_exists(stripeCustomerId) OR userId = :u")
+                .expression_attribute_values(":u", AttributeValue::S(user_id.to_string()))
+                .build()
+                .map_err(internal)?;
+            actions.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        Ok((actions, claim_at))
     }
 
-    /// The member linked to a Stripe customer, through the sparse index.
-    pub async fn member_for_customer(&self, customer: &str) -> Result<Option<String>, StoreError> {
+    /// The member holding a customer's claim (a consistent read).
+    pub async fn customer_claim(&self, customer: &str) -> Result<Option<String>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.stripe_customers)
+            .set_key(Some(claim_key(customer)))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(output.item.and_then(|item| item.get("userId")?.as_s().ok().cloned()))
+    }
+
+    /// Whether a member other than `user_id` holds `customer` on its profile (a link made
+    /// before claims). The index is eventually consistent, so each member it names is
+    /// confirmed with a consistent read of the profile.
+    async fn held_without_claim(&self, customer: &str, user_id: &str) -> Result<bool, StoreError> {
+        for holder in self.index_holders(customer).await? {
+            if holder == user_id {
+                continue;
+            }
+            let profile = self.get_profile(&holder).await?;
+            if profile.and_then(|p| p.stripe_customer_id).as_deref() == Some(customer) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Every member the profile index shows holding `customer` (more than one only where two
+    /// links raced before claims existed).
+    async fn index_holders(&self, customer: &str) -> Result<Vec<String>, StoreError> {
+        let mut holders = Vec::new();
         let mut start = None;
         loop {
             let output = self
@@ -323,22 +531,32 @@ impl Store {
                 .index_name(BY_STRIPE_CUSTOMER)
                 .key_condition_expression("stripeCustomerId = :c")
                 .expression_attribute_values(":c", AttributeValue::S(customer.to_string()))
-                .limit(2)
+                .projection_expression("userId")
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await?;
-            let items = output.items.unwrap_or_default();
-            if let Some(user) = items.first().and_then(|i| i.get("userId")?.as_s().ok()) {
-                return Ok(Some(user.clone()));
+            for item in output.items.unwrap_or_default() {
+                holders.extend(item.get("userId").and_then(|v| v.as_s().ok()).cloned());
             }
             // An empty page with a LastEvaluatedKey is not the end (`API_Query.html`).
             match output.last_evaluated_key {
                 Some(key) => start = Some(key),
-                None => return Ok(None),
+                None => return Ok(holders),
             }
         }
     }
 
+    /// The member linked to a Stripe customer: its claim, read consistently; for a link made
+    /// before claims, the profile index.
+    pub async fn member_for_customer(&self, customer: &str) -> Result<Option<String>, StoreError> {
+        if let Some(member) = self.customer_claim(customer).await? {
+            return Ok(Some(member));
+        }
+        Ok(self.index_holders(customer).await?.into_iter().next())
+    }
+}
+
+impl Store {
     /// Every (member, customer) link. A Scan of the sparse index: for the daily schedule only,
     /// never on a member's request path.
     pub async fn linked_members(&self) -> Result<Vec<(String, String)>, StoreError> {

@@ -8,7 +8,10 @@
 //!   `API_Query.html` (key condition values are key attribute values);
 //! - item size: `ServiceQuotas.html#limits-items` (400 KB, names included) and
 //!   `CapacityUnitCalculations.html` (how an item's size is counted);
-//! - transactions: `API_TransactWriteItems.html` (at most 100 actions);
+//! - transactions: `API_TransactWriteItems.html` (at most 100 actions, and no two on one
+//!   item: "You can't target the same item with multiple operations within the same
+//!   transaction");
+//! - batches: `API_BatchWriteItem.html` (at most 25 put or delete requests);
 //! - reserved words: `ReservedWords.html` (the list in `reserved_words.txt`) and
 //!   `Expressions.ExpressionAttributeNames.html`;
 //! - TTL: `time-to-live-ttl-before-you-start.html` (a Number in epoch seconds, or the item never
@@ -26,6 +29,8 @@ pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 pub const MAX_SORT_KEY_BYTES: usize = 1024;
 /// Actions in one `TransactWriteItems` / `TransactGetItems` call.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
+/// Put and delete requests in one `BatchWriteItem` call.
+pub const MAX_BATCH_WRITE_REQUESTS: usize = 25;
 
 /// Attributes that are keys of a table or an index (an empty string there is rejected).
 static KEY_ATTRIBUTES: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
@@ -59,9 +64,28 @@ const EXPRESSIONS: [&str; 5] = [
     "UpdateExpression",
 ];
 
-/// The SDK interceptor: checks the serialized request body before it is sent.
-#[derive(Debug)]
-pub struct RulesInterceptor;
+/// The SDK interceptor: checks the serialized request body before it is sent, and counts the
+/// requests by operation (so tests can hold a request to a bound on its store calls).
+#[derive(Debug, Default)]
+pub struct RulesInterceptor {
+    pub calls: std::sync::Arc<CallCounts>,
+}
+
+/// Requests sent, by operation name (`Query`, `TransactWriteItems`, …), retries included.
+#[derive(Debug, Default)]
+pub struct CallCounts(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+impl CallCounts {
+    pub fn get(&self, operation: &str) -> u64 {
+        self.0.lock().map(|c| c.get(operation).copied().unwrap_or(0)).unwrap_or(0)
+    }
+
+    fn add(&self, operation: &str) {
+        if let Ok(mut counts) = self.0.lock() {
+            *counts.entry(operation.to_string()).or_default() += 1;
+        }
+    }
+}
 
 /// A request real DynamoDB would reject (or that would silently misbehave there).
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +110,7 @@ impl Intercept for RulesInterceptor {
             .and_then(|t| t.rsplit('.').next())
             .unwrap_or_default()
             .to_string();
+        self.calls.add(&operation);
         let Some(body) = request.body().bytes() else { return Ok(()) };
         let Ok(body) = serde_json::from_slice::<Value>(body) else { return Ok(()) };
         check(&operation, &body).map_err(|v| Box::new(v) as _)
@@ -102,9 +127,29 @@ pub fn check(operation: &str, body: &Value) -> Result<(), RuleViolation> {
                 actions.len()
             ));
         }
+        let mut targets = HashSet::new();
         for action in actions {
             // `{"Put": {...}}`, `{"Update": {...}}`, …: each carries a request of its own.
             for inner in action.as_object().into_iter().flat_map(Map::values) {
+                check(operation, inner)?;
+                if let Some(target) = item_identity(inner) {
+                    if !targets.insert(target.clone()) {
+                        return fail(format!("two actions on one item ({target})"));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(tables) = body.get("RequestItems").and_then(Value::as_object) {
+        let requests: usize = tables.values().filter_map(Value::as_array).map(Vec::len).sum();
+        if operation == "BatchWriteItem" && requests > MAX_BATCH_WRITE_REQUESTS {
+            return fail(format!(
+                "{requests} requests in one batch (at most {MAX_BATCH_WRITE_REQUESTS})"
+            ));
+        }
+        // `{"PutRequest": {"Item": …}}` or `{"DeleteRequest": {"Key": …}}`.
+        for request in tables.values().filter_map(Value::as_array).flatten() {
+            for inner in request.as_object().into_iter().flat_map(Map::values) {
                 check(operation, inner)?;
             }
         }
@@ -166,6 +211,19 @@ pub fn check(operation: &str, body: &Value) -> Result<(), RuleViolation> {
         }
     }
     Ok(())
+}
+
+/// The table and primary key a transaction action targets (from its `Key`, or a `Put`'s
+/// `Item`), as text; `None` when the table is not one of ours.
+fn item_identity(action: &Value) -> Option<String> {
+    let table = action.get("TableName")?.as_str()?;
+    let spec = super::schema::tables().into_iter().find(|t| table.ends_with(t.base_name))?;
+    let attributes = action.get("Key").or_else(|| action.get("Item"))?.as_object()?;
+    let mut identity = table.to_string();
+    for key in std::iter::once(spec.partition).chain(spec.sort) {
+        identity.push_str(&format!(" {}={}", key.name, attributes.get(key.name)?));
+    }
+    Some(identity)
 }
 
 /// Rules for one attribute of an item: no empty or oversized key values, no empty sets,
@@ -421,6 +479,32 @@ mod tests {
         // The actions inside are checked too.
         let bad = json!({"TransactItems": [{"Put": {"Item": {"orderId": {"S": ""}}}}]});
         assert!(violation("TransactWriteItems", bad).contains("orderId is empty"));
+    }
+
+    #[test]
+    fn a_transaction_touches_each_item_once() {
+        let claim = |customer: &str| {
+            json!({"TableName": "p-StripeCustomers",
+                "Key": {"stripeCustomerId": {"S": customer}}})
+        };
+        let put = json!({"Put": {"TableName": "p-StripeCustomers",
+            "Item": {"stripeCustomerId": {"S": "cus_1"}, "userId": {"S": "m"}}}});
+        let body = json!({"TransactItems": [put, {"Delete": claim("cus_1")}]});
+        let message = violation("TransactWriteItems", body);
+        assert!(message.contains("two actions on one item"), "{message}");
+        let body = json!({"TransactItems": [put, {"Delete": claim("cus_2")}]});
+        check("TransactWriteItems", &body).unwrap();
+    }
+
+    #[test]
+    fn batches_hold_at_most_25_requests_and_their_keys_follow_the_rules() {
+        let delete = |order: &str| json!({"DeleteRequest": {"Key": {"userId": {"S": "m"}, "orderId": {"S": order}}}});
+        let body = json!({"RequestItems": {"p-OrderSnapshots": vec![delete("pi_1"); 26]}});
+        assert!(violation("BatchWriteItem", body).contains("26 requests"));
+        let body = json!({"RequestItems": {"p-OrderSnapshots": vec![delete("pi_1"); 25]}});
+        check("BatchWriteItem", &body).unwrap();
+        let body = json!({"RequestItems": {"p-OrderSnapshots": [delete("")]}});
+        assert!(violation("BatchWriteItem", body).contains("orderId is empty"));
     }
 
     #[test]

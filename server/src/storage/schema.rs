@@ -39,6 +39,9 @@ pub const ORDER_SNAPSHOTS: &str = "OrderSnapshots";
 /// Newest-first listing: sort key `createdKey` = zero-padded creation time + `#` + order id.
 pub const BY_CREATED: &str = "byCreated";
 pub const STRIPE_EVENTS: &str = "StripeEvents";
+/// One item per linked Stripe customer, naming its member: the uniqueness claim that makes
+/// "one member per customer" a conditional write rather than an index lookup.
+pub const STRIPE_CUSTOMERS: &str = "StripeCustomers";
 
 /// Every table the server uses.
 pub fn tables() -> Vec<TableSpec> {
@@ -75,6 +78,17 @@ pub fn tables() -> Vec<TableSpec> {
             global_indexes: vec![],
             local_indexes: vec![],
             ttl_attribute: Some("expiresAt"),
+        },
+        // Its own table rather than a `customer#<id>` item among the profiles: a member id may
+        // be any 1 to 128 characters, so no prefix in `userId` is safe from a real member, and
+        // claim items would have to stay out of the profile index and its scans.
+        TableSpec {
+            base_name: STRIPE_CUSTOMERS,
+            partition: Key { name: "stripeCustomerId", kind: "S" },
+            sort: None,
+            global_indexes: vec![],
+            local_indexes: vec![],
+            ttl_attribute: None,
         },
     ]
 }

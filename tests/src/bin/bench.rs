@@ -6,7 +6,7 @@
 //! to the measurements.
 
 use dashboard_tests::jwks::SigningKey;
-use dashboard_tests::{claims, ADMIN_SCOPE, CLIENT_ID, ISSUER};
+use dashboard_tests::{claims, ADMIN_GROUP, CLIENT_ID, ISSUER};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let admin = key.sign(
         Some("bench-key"),
-        &claims(json!({"sub": "bench-admin", "exp": exp, "scope": ADMIN_SCOPE})),
+        &claims(json!({"sub": "bench-admin", "exp": exp, "cognito:groups": [ADMIN_GROUP]})),
     );
     let script = work.path().join("tokens.lua");
     std::fs::write(&script, lua_rotating_tokens(&tokens))?;
