@@ -114,6 +114,10 @@ error_codes! {
         /// 503, the store, Stripe or the token issuer's keys are unavailable for now: retry
         /// after `retry_after_seconds`.
         ServiceUnavailable = "service_unavailable",
+        /// 429, the member's budget for this kind of request is spent for now (live look-ups
+        /// of orders missing from the cache, profile writes): retry after
+        /// `retry_after_seconds`.
+        RateLimited = "rate_limited",
         /// 500, an error on the server's side (details only in its log).
         InternalError = "internal_error",
         /// 400, a `page_token` that is malformed, truncated, or not from this member's listing
@@ -231,7 +235,7 @@ pub struct ApiError {
     /// JSON path of the request field at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// For 503: how many seconds to wait before retrying.
+    /// For 503 and 429: how many seconds to wait before retrying.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u32>,
     /// HTTP status; not part of the body.

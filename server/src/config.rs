@@ -126,6 +126,22 @@ pub struct ServerArgs {
     #[arg(long, env = "DASHBOARD_REFRESH_QUEUE_URL")]
     pub refresh_queue_url: Option<String>,
 
+    /// Live Stripe look-ups per member per minute for orders missing from the cache
+    /// (`GET /dashboard/orders/{orderId}`); past it, 429 `rate_limited` until the next minute.
+    /// At least 1.
+    #[arg(long, env = "DASHBOARD_ORDER_LOOKUPS_PER_MINUTE", default_value_t = 5)]
+    pub order_lookups_per_minute: u32,
+
+    /// Seconds an order id that Stripe does not know, or that is another customer's, is
+    /// answered 404 for that member without asking Stripe again. At least 1.
+    #[arg(long, env = "DASHBOARD_UNKNOWN_ORDER_TTL_SECS", default_value_t = 600)]
+    pub unknown_order_ttl_secs: u64,
+
+    /// Profile writes (`PUT` and `PATCH`) per member per minute; past it, 429 `rate_limited`
+    /// until the next minute. At least 1.
+    #[arg(long, env = "DASHBOARD_PROFILE_WRITES_PER_MINUTE", default_value_t = 10)]
+    pub profile_writes_per_minute: u32,
+
     /// Members reconciled at once by the scheduled sync (PaymentIntents, when it catches up
     /// from Stripe's Events list).
     #[arg(long, env = "DASHBOARD_SYNC_CONCURRENCY", default_value_t = 4)]
@@ -249,6 +265,16 @@ impl ServerArgs {
             // the issuer.
             return Err("DASHBOARD_JWKS_MIN_REFRESH_SECS must be at least 1".into());
         }
+        // Zero would refuse every request of its kind: a typo, not a setting.
+        for (name, value) in [
+            ("DASHBOARD_ORDER_LOOKUPS_PER_MINUTE", u64::from(self.order_lookups_per_minute)),
+            ("DASHBOARD_UNKNOWN_ORDER_TTL_SECS", self.unknown_order_ttl_secs),
+            ("DASHBOARD_PROFILE_WRITES_PER_MINUTE", u64::from(self.profile_writes_per_minute)),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
         if self.admin_group.trim().is_empty() {
             return Err("DASHBOARD_ADMIN_GROUP must not be empty".into());
         }
@@ -336,6 +362,11 @@ impl ServerArgs {
                 )
             }
         };
+        let limits = crate::storage::limits::LimitsConfig {
+            order_lookups_per_minute: self.order_lookups_per_minute,
+            unknown_order_ttl: Duration::from_secs(self.unknown_order_ttl_secs),
+            profile_writes_per_minute: self.profile_writes_per_minute,
+        };
         Ok(Config {
             bind_addr: self.bind_addr,
             auth,
@@ -349,6 +380,7 @@ impl ServerArgs {
                 cursor_key,
                 schedule_concurrency: self.sync_concurrency.max(1),
                 refresh_queue_url: self.refresh_queue_url,
+                limits,
             },
             lambda_events: self.lambda_events.unwrap_or(self.lambda_runtime_api.is_some()),
         })
@@ -434,6 +466,18 @@ mod tests {
             ),
             (&["--admin-client-id="], "DASHBOARD_ADMIN_CLIENT_ID must not be empty"),
             (&["--admin-group= "], "DASHBOARD_ADMIN_GROUP must not be empty"),
+            (
+                &["--order-lookups-per-minute=0"],
+                "DASHBOARD_ORDER_LOOKUPS_PER_MINUTE must be at least 1",
+            ),
+            (
+                &["--unknown-order-ttl-secs=0"],
+                "DASHBOARD_UNKNOWN_ORDER_TTL_SECS must be at least 1",
+            ),
+            (
+                &["--profile-writes-per-minute=0"],
+                "DASHBOARD_PROFILE_WRITES_PER_MINUTE must be at least 1",
+            ),
         ];
         for (flags, expected) in cases {
             let error = resolve(flags).unwrap_err();

@@ -44,6 +44,9 @@ pub enum DomainError {
     /// Stripe could not be reached (after retries).
     #[error("{0}")]
     StripeUnavailable(String),
+    /// The member's budget for this kind of request is spent until the next window.
+    #[error("rate limited for {retry_after_seconds} s")]
+    RateLimited { retry_after_seconds: u32 },
 }
 
 impl From<crate::stripe::StripeFailure> for DomainError {
@@ -133,6 +136,15 @@ impl DomainError {
             DomainError::StripeUnavailable(why) => {
                 warn!(log, "Stripe unavailable"; "error" => why);
                 unavailable()
+            }
+            DomainError::RateLimited { retry_after_seconds } => {
+                let mut error = ApiError::new(
+                    ErrorStatusCode::from_u16(429).expect("429 is a client error"),
+                    ErrorCode::RateLimited,
+                    format!("too many requests of this kind; retry in {retry_after_seconds} s"),
+                );
+                error.retry_after_seconds = Some(retry_after_seconds);
+                error
             }
             DomainError::Store(StoreError::Internal(why)) => {
                 error!(log, "store error"; "error" => why);

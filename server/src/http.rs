@@ -142,9 +142,11 @@ impl DashboardApi for DashboardImpl {
         let store = rqctx.context().store.clone();
         let if_match = if_match.into_inner().if_match;
         let log = rqctx.log.clone();
+        let per_minute = rqctx.context().orders.limits().profile_writes_per_minute;
         // The audit record names the member itself (a second `user_id` key would repeat it).
         member(&rqctx, |identity| async move {
-            profiles::update(&store, &log, &identity, if_match.as_deref(), body.into_inner()).await
+            let body = body.into_inner();
+            profiles::update(&store, &log, &identity, if_match.as_deref(), body, per_minute).await
         })
         .await
         .map(profile_response)
@@ -158,9 +160,11 @@ impl DashboardApi for DashboardImpl {
         let store = rqctx.context().store.clone();
         let if_match = if_match.into_inner().if_match;
         let log = rqctx.log.clone();
+        let per_minute = rqctx.context().orders.limits().profile_writes_per_minute;
         // The audit record names the member itself (a second `user_id` key would repeat it).
         member(&rqctx, |identity| async move {
-            profiles::patch(&store, &log, &identity, if_match.as_deref(), body.into_inner()).await
+            let body = body.into_inner();
+            profiles::patch(&store, &log, &identity, if_match.as_deref(), body, per_minute).await
         })
         .await
         .map(profile_response)

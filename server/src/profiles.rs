@@ -2,6 +2,7 @@
 
 use crate::auth::Identity;
 use crate::error::DomainError;
+use crate::storage::limits::{Counter, Spend};
 use crate::storage::profiles::{EditableFields, LinkError, ProfileRecord};
 use crate::storage::Store;
 use crate::validate;
@@ -41,10 +42,29 @@ pub async fn update(
     identity: &Identity,
     if_match: Option<&str>,
     update: ProfileUpdate,
+    writes_per_minute: u32,
 ) -> Result<ProfileRecord, DomainError> {
     let fields = validate::profile_update(update)?;
     let expected = parse_if_match(if_match)?;
+    spend_write(store, identity, writes_per_minute).await?;
     write(store, log, identity, expected, fields).await
+}
+
+/// Spends one of the member's profile writes of this minute (a conditional counter in the
+/// store, shared by every instance), or answers 429 `rate_limited`. Only requests that reach
+/// the write count: an invalid body or a missing `If-Match` writes nothing.
+async fn spend_write(
+    store: &Store,
+    identity: &Identity,
+    per_minute: u32,
+) -> Result<(), DomainError> {
+    let now = chrono::Utc::now().timestamp();
+    match store.spend(Counter::ProfileWrites, &identity.user_id, per_minute, now).await? {
+        Spend::Granted => Ok(()),
+        Spend::Refused { retry_after_seconds } => {
+            Err(DomainError::RateLimited { retry_after_seconds })
+        }
+    }
 }
 
 /// Applies a JSON Merge Patch (RFC 7396) to the editable fields if `if_match` names the current
@@ -57,6 +77,7 @@ pub async fn patch(
     identity: &Identity,
     if_match: Option<&str>,
     patch: ProfilePatch,
+    writes_per_minute: u32,
 ) -> Result<ProfileRecord, DomainError> {
     let current = store.get_profile(&identity.user_id).await?;
     let base = current.as_ref().map(ProfileRecord::editable).unwrap_or_default();
@@ -66,6 +87,7 @@ pub async fn patch(
         Some(current) if current.version == expected && current.editable() == fields => Ok(current),
         // The conditional write refuses a version that moved since the read.
         Some(current) if current.version == expected => {
+            spend_write(store, identity, writes_per_minute).await?;
             write(store, log, identity, expected, fields).await
         }
         _ => Err(DomainError::PreconditionFailed),

@@ -391,7 +391,8 @@ impl StripeApi {
         Ok(by_intent)
     }
 
-    async fn session_items(&self, session: &str) -> Result<Vec<OrderItem>, StripeFailure> {
+    /// Line items of one Checkout Session.
+    pub async fn session_items(&self, session: &str) -> Result<Vec<OrderItem>, StripeFailure> {
         let client = self.client()?;
         let lines: Vec<stripe_shared_session::CheckoutSessionItem> = self
             .call(|| {
@@ -468,6 +469,158 @@ fn refund(r: &stripe_core::Refund) -> OrderRefund {
         status: r.status.clone().unwrap_or_else(|| "pending".to_string()),
         reason: r.reason.as_ref().map(|reason| reason.as_str().to_string()),
         created_at: timestamp(r.created),
+    }
+}
+
+/// What an event's own object (`data.object`, the object as it was when the event occurred:
+/// https://docs.stripe.com/api/events/object#event_object-data-object) says about an order.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    /// A PaymentIntent (its `latest_charge` is an id in events: only its id is kept).
+    Intent {
+        intent: Box<Intent>,
+        latest_charge: Option<String>,
+    },
+    Charge {
+        intent: String,
+        customer: Option<String>,
+        charge: OrderCharge,
+    },
+    /// Refunds and disputes do not name the customer.
+    Refund {
+        intent: String,
+        refund: OrderRefund,
+    },
+    Dispute {
+        intent: String,
+        dispute: OrderDispute,
+    },
+    /// A completed Checkout Session: only its line items matter, and they are not in it.
+    Session {
+        intent: String,
+        customer: Option<String>,
+        session: String,
+    },
+}
+
+impl Payload {
+    /// The Stripe customer the object names, when it names one.
+    pub fn customer(&self) -> Option<&str> {
+        match self {
+            Payload::Intent { intent, .. } => intent.customer.as_deref(),
+            Payload::Charge { customer, .. } | Payload::Session { customer, .. } => {
+                customer.as_deref()
+            }
+            Payload::Refund { .. } | Payload::Dispute { .. } => None,
+        }
+    }
+}
+
+/// An id field, or the id of an expanded object.
+fn id_of(value: &serde_json::Value) -> Option<String> {
+    value.as_str().or_else(|| value["id"].as_str()).map(str::to_string)
+}
+
+/// An optional string field that must be present (null or a string).
+fn nullable(object: &serde_json::Value, field: &str) -> Option<Option<String>> {
+    match object.get(field)? {
+        serde_json::Value::Null => Some(None),
+        value => Some(Some(value.as_str()?.to_string())),
+    }
+}
+
+/// The order model's view of an event's object, or `None` when the object lacks a field the
+/// snapshot needs (then the caller re-fetches from Stripe). Field names are Stripe's
+/// (https://docs.stripe.com/api/payment_intents/object, /api/charges/object,
+/// /api/refunds/object, /api/disputes/object, /api/checkout/sessions/object).
+pub fn payload(object: &serde_json::Value) -> Option<Payload> {
+    let o = object;
+    match o["object"].as_str()? {
+        "payment_intent" => {
+            let metadata = o["metadata"]
+                .as_object()?
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect();
+            let shipping = match o.get("shipping")? {
+                serde_json::Value::Null => None,
+                s => {
+                    let a = &s["address"];
+                    let field = |name: &str| a[name].as_str().map(str::to_string);
+                    Some(OrderShipping {
+                        name: s["name"].as_str().map(str::to_string),
+                        line1: field("line1"),
+                        line2: field("line2"),
+                        city: field("city"),
+                        region: field("state"),
+                        postal_code: field("postal_code"),
+                        country: field("country"),
+                    })
+                }
+            };
+            let intent = Intent {
+                id: o["id"].as_str()?.to_string(),
+                customer: match o.get("customer")? {
+                    serde_json::Value::Null => None,
+                    c => Some(id_of(c)?),
+                },
+                status: o["status"].as_str()?.to_string(),
+                amount: o["amount"].as_i64()?,
+                amount_received: o["amount_received"].as_i64()?,
+                currency: o["currency"].as_str()?.to_ascii_uppercase(),
+                created: o["created"].as_i64()?,
+                has_payment_error: !o.get("last_payment_error")?.is_null(),
+                metadata,
+                shipping,
+                latest_charge: None,
+            };
+            Some(Payload::Intent {
+                intent: Box::new(intent),
+                latest_charge: id_of(&o["latest_charge"]),
+            })
+        }
+        "charge" => Some(Payload::Charge {
+            intent: id_of(&o["payment_intent"])?,
+            customer: id_of(&o["customer"]),
+            charge: OrderCharge {
+                charge_id: o["id"].as_str()?.to_string(),
+                status: o["status"].as_str()?.to_string(),
+                amount: o["amount"].as_i64()?,
+                amount_refunded: o["amount_refunded"].as_i64()?,
+                disputed: o["disputed"].as_bool()?,
+                failure_message: nullable(o, "failure_message")?,
+                receipt_url: nullable(o, "receipt_url")?,
+                created_at: timestamp(o["created"].as_i64()?),
+            },
+        }),
+        "refund" => Some(Payload::Refund {
+            intent: id_of(&o["payment_intent"])?,
+            refund: OrderRefund {
+                refund_id: o["id"].as_str()?.to_string(),
+                charge_id: id_of(&o["charge"]),
+                amount: o["amount"].as_i64()?,
+                status: o["status"].as_str().unwrap_or("pending").to_string(),
+                reason: o["reason"].as_str().map(str::to_string),
+                created_at: timestamp(o["created"].as_i64()?),
+            },
+        }),
+        "dispute" => Some(Payload::Dispute {
+            intent: id_of(&o["payment_intent"])?,
+            dispute: OrderDispute {
+                dispute_id: o["id"].as_str()?.to_string(),
+                charge_id: id_of(&o["charge"])?,
+                amount: o["amount"].as_i64()?,
+                status: o["status"].as_str()?.to_string(),
+                reason: o["reason"].as_str()?.to_string(),
+                created_at: timestamp(o["created"].as_i64()?),
+            },
+        }),
+        "checkout.session" => Some(Payload::Session {
+            intent: id_of(&o["payment_intent"])?,
+            customer: id_of(&o["customer"]),
+            session: o["id"].as_str()?.to_string(),
+        }),
+        _ => None,
     }
 }
 

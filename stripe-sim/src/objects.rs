@@ -356,6 +356,34 @@ impl StripeSim {
         (session, pi)
     }
 
+    /// A shop's ordinary traffic for one customer: `orders` PaymentIntents, one simulated second
+    /// apart, each created and paid (`payment_intent.created`, `charge.succeeded`,
+    /// `payment_intent.succeeded`) and its charge updated once (`charge.updated`); every eighth
+    /// card is declined first (`charge.failed`, `payment_intent.payment_failed`), every third
+    /// order is partly refunded (`charge.refunded`, `charge.refund.updated`) and every tenth
+    /// disputed (`charge.dispute.created`). Returns the PaymentIntents' ids.
+    pub fn shop_orders(&self, customer: &str, orders: usize) -> Vec<String> {
+        (0..orders)
+            .map(|n| {
+                self.advance(1);
+                let items = [ItemSpec::new("Babes Club Tee", 1, 3000)];
+                let pi = self.create_payment_intent(customer, 3000, "usd", &items);
+                if n % 8 == 3 {
+                    self.fail(&pi);
+                }
+                self.succeed(&pi);
+                self.touch_charge(&pi, "shipped");
+                if n % 3 == 0 {
+                    self.refund(&pi, 1000);
+                }
+                if n % 10 == 0 {
+                    self.dispute(&pi);
+                }
+                pi
+            })
+            .collect()
+    }
+
     /// A Stripe-side change to the latest charge that moves nothing else (`charge.updated`).
     pub fn touch_charge(&self, pi: &str, description: &str) {
         self.with_state(|s| {

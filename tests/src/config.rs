@@ -7,6 +7,7 @@ use dashboard_server::auth::{AuthConfig, JwksSource};
 use dashboard_server::config::{Config, StoreConfig, StripeSetting};
 use dashboard_server::logging::LogFormat;
 use dashboard_server::orders::OrdersConfig;
+use dashboard_server::storage::limits::LimitsConfig;
 use dashboard_server::stripe::StripeConfig;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ pub struct TestConfig {
     refresh_queue_url: Option<String>,
     lambda_events: bool,
     stripe_deadline: Duration,
+    limits: LimitsConfig,
 }
 
 impl TestConfig {
@@ -45,7 +47,19 @@ impl TestConfig {
             stale_after: Duration::from_secs(3600),
             refresh_queue_url: None,
             lambda_events: false,
-            stripe_deadline: Duration::from_secs(25),
+            // Production's is 25 s (API Gateway stops at 29 s). Here a 250-order sync on a
+            // loaded 2-core machine against moto's server can take longer than that; the tests
+            // of the deadline itself set a short one.
+            stripe_deadline: Duration::from_secs(90),
+            // Generous budgets: tests write one member's profile many times a minute (twenty
+            // writers at once, for one) and read dozens of uncached orders; `tests/tests/limits.rs`
+            // sets the production figures where they are the subject. Unknown order ids are
+            // remembered as in production.
+            limits: LimitsConfig {
+                order_lookups_per_minute: 1000,
+                profile_writes_per_minute: 1000,
+                ..LimitsConfig::default()
+            },
         }
     }
 
@@ -94,6 +108,12 @@ impl TestConfig {
         self
     }
 
+    /// Per-member limits (`DASHBOARD_ORDER_LOOKUPS_PER_MINUTE` and the rest).
+    pub fn limits(mut self, limits: LimitsConfig) -> Self {
+        self.limits = limits;
+        self
+    }
+
     pub fn build(self) -> Config {
         Config {
             bind_addr: "127.0.0.1:0".parse().unwrap(),
@@ -128,6 +148,7 @@ impl TestConfig {
                 cursor_key: rand::random::<[u8; 32]>().to_vec().into(),
                 schedule_concurrency: 4,
                 refresh_queue_url: self.refresh_queue_url,
+                limits: self.limits,
             },
             lambda_events: self.lambda_events,
         }

@@ -48,8 +48,11 @@ pub struct Options {
     pub refresh_queue_url: Option<String>,
     /// Serve `POST /events` as under Lambda (off by default, as outside Lambda).
     pub lambda_events: bool,
-    /// Each request's Stripe deadline (default: 25 s, as in production).
+    /// Each request's Stripe deadline (default: 90 s; production's is 25 s).
     pub stripe_deadline: Option<Duration>,
+    /// Per-member limits (default: production's, but 1,000 order look-ups and profile writes
+    /// a minute).
+    pub limits: Option<dashboard_server::storage::limits::LimitsConfig>,
 }
 
 /// A running server and what a test needs to talk to it.
@@ -120,6 +123,9 @@ impl TestServer {
         }
         if let Some(deadline) = options.stripe_deadline {
             config = config.stripe_deadline(deadline);
+        }
+        if let Some(limits) = options.limits.clone() {
+            config = config.limits(limits);
         }
         let config = config.build();
         let logs = Arc::new(Mutex::new(Vec::new()));

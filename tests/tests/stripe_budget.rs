@@ -1,5 +1,6 @@
-//! Issue 12, targets 4 and 6: reconcile sees every charge and dispute as the webhooks do, and
-//! every Stripe call keeps to its request's deadline.
+//! Issue 12, targets 1, 4 and 6: webhooks apply the event's own object (a Stripe request only
+//! when it cannot be ordered or says too little), reconcile sees every charge and dispute as
+//! the webhooks do, and every Stripe call keeps to its request's deadline.
 
 use dashboard_client::types::{OrderStatus, SyncRequest};
 use dashboard_tests::{expect_error, Options, TestServer};
@@ -162,5 +163,52 @@ async fn a_slow_stripe_answer_is_cut_at_the_deadline() {
     assert_eq!(status, 503, "{error:?}");
     assert!(elapsed < DEADLINE + MARGIN, "answered after {elapsed:?}");
     assert_eq!(server.stripe.request_count(), 1, "no retry after the deadline");
+    server.stop().await;
+}
+
+/// Delivers every event recorded since `before`, in Stripe's order; returns how many.
+async fn deliver_since(server: &TestServer, before: usize, outcomes: &[&str]) -> usize {
+    let events: Vec<serde_json::Value> = server.stripe.events()[before..].to_vec();
+    for event in &events {
+        let delivery = server.stripe.deliver(event["id"].as_str().unwrap()).await;
+        assert_eq!(delivery.status, 200, "{}: {:?}", event["type"], delivery.body);
+        assert!(outcomes.contains(&delivery.outcome()), "{}: {:?}", event["type"], delivery.body);
+    }
+    events.len()
+}
+
+/// Over a shop's ordinary traffic (intents created and paid, charges succeeded, failed and
+/// updated, refunds, disputes), the webhooks apply each event's own object: at most 0.2 Stripe
+/// requests per event (the simulator counts them), and the result is what Stripe says (a
+/// reconcile afterwards changes nothing). Events about a customer who is not a member cost no
+/// request at all.
+#[tokio::test]
+async fn webhooks_of_a_shops_traffic_cost_at_most_a_fifth_of_a_stripe_request_per_event() {
+    let server = TestServer::start().await;
+    let (member, customer) = server.linked_member("shopper").await;
+    let stranger = server.stripe.create_customer("stranger@example.com");
+
+    let before = server.stripe.events().len();
+    let intents = server.stripe.shop_orders(&customer, 40);
+    server.stripe.reset_request_count();
+    let events = deliver_since(&server, before, &["applied"]).await;
+    let requests = server.stripe.request_count();
+    assert!(events >= 200, "{events} events");
+    assert!(
+        requests as f64 <= 0.2 * events as f64,
+        "{requests} Stripe requests for {events} events: {:?}",
+        server.stripe.requests_by_path()
+    );
+    let report = sync(&server, "shopper").await;
+    assert_eq!((report.created, report.updated, report.unchanged), (0, 0, 40), "{report:?}");
+    let disputed = member.get_order(&intents[0]).await.unwrap().into_inner();
+    assert_eq!(disputed.status, OrderStatus::Disputed);
+    assert_eq!((disputed.refunds.len(), disputed.disputes.len()), (1, 1));
+
+    let before = server.stripe.events().len();
+    server.stripe.shop_orders(&stranger, 10);
+    server.stripe.reset_request_count();
+    deliver_since(&server, before, &["unlinked"]).await;
+    assert_eq!(server.stripe.request_count(), 0, "{:?}", server.stripe.requests_by_path());
     server.stop().await;
 }

@@ -222,6 +222,7 @@ export interface components {
              *     - `precondition_failed`: 412, the profile changed since the `If-Match` version was read: read it again.
              *     - `precondition_required`: 428, `If-Match` is missing, empty or `*` on a profile update.
              *     - `service_unavailable`: 503, the store, Stripe or the token issuer's keys are unavailable for now: retry after `retry_after_seconds`.
+             *     - `rate_limited`: 429, the member's budget for this kind of request is spent for now (live look-ups of orders missing from the cache, profile writes): retry after `retry_after_seconds`.
              *     - `internal_error`: 500, an error on the server's side (details only in its log).
              *     - `invalid_page_token`: 400, a `page_token` that is malformed, truncated, or not from this member's listing with these filters.
              *     - `invalid_limit`: 400, `limit` is over 100 (0 or not a number is `invalid_body`).
@@ -245,7 +246,7 @@ export interface components {
             message: string;
             /**
              * Format: uint32
-             * @description For 503: how many seconds to wait before retrying.
+             * @description For 503 and 429: how many seconds to wait before retrying.
              */
             retry_after_seconds?: number | null;
         };

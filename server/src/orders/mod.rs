@@ -1,10 +1,12 @@
 //! Order domain: Stripe PaymentIntents become cached order snapshots, kept fresh by webhooks,
 //! reconcile runs (manual, stale-triggered, scheduled) and a live fallback for missing orders.
 //!
-//! Correctness rule: a snapshot is always computed from Stripe's current state (the object is
-//! re-fetched, never taken from an event payload), merged with what the cache already knows,
-//! and written with a condition on the stored version. Events that arrive late, twice or out of
-//! order therefore cannot move a snapshot backwards, and equal content is never rewritten.
+//! Correctness rule: a snapshot is computed from Stripe's current state (reconcile, the live
+//! fallback, a webhook that cannot be ordered), or from an event's own object kept only where it
+//! is newer by the monotone parts of the state (`snapshot::plan`); either is merged with what
+//! the cache already knows and written with a condition on the stored version. Events that
+//! arrive late, twice or out of order therefore cannot move a snapshot backwards, and equal
+//! content is never rewritten.
 //!
 //! This file: the service, its settings, and the one write path every trigger shares. The rest,
 //! one concern a file: [`read`] (listing, detail, sync status), [`snapshot`] (pure: Stripe state
@@ -23,11 +25,10 @@ use crate::storage::orders::OrderRecord;
 use crate::storage::{Store, StoreError};
 use crate::stripe::{Intent, StripeApi};
 use chrono::Utc;
-use dashboard_api::{OrderCharge, OrderDispute, OrderItem};
+use dashboard_api::{OrderCharge, OrderDispute, OrderItem, OrderRefund};
 use slog::Logger;
 use snapshot::{build, metadata_items};
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Order settings, resolved. `Debug` prints no key.
@@ -41,6 +42,8 @@ pub struct OrdersConfig {
     pub schedule_concurrency: usize,
     /// Where stale refreshes go when they cannot run in this process (Lambda).
     pub refresh_queue_url: Option<String>,
+    /// Per-member limits (live look-ups here; profile writes are read from here too).
+    pub limits: crate::storage::limits::LimitsConfig,
 }
 
 pub struct OrderService {
@@ -50,7 +53,10 @@ pub struct OrderService {
     stripe: StripeApi,
     cursor: CursorKey,
     config: OrdersConfig,
-    refreshing: Mutex<HashSet<String>>,
+    /// The customer of each PaymentIntent seen lately: refund and dispute objects do not name
+    /// it, and without it the member's cached order cannot be found without asking Stripe.
+    /// A PaymentIntent's customer does not change once set; a miss costs a re-fetch.
+    intent_customers: std::sync::Mutex<std::collections::HashMap<String, String>>,
     log: Logger,
 }
 
@@ -63,11 +69,13 @@ pub enum Outcome {
 }
 
 /// Fresh Stripe data that a PaymentIntent read alone does not carry.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Extras {
     /// Every charge of the intent (otherwise only the latest is known).
     charges: Option<Vec<OrderCharge>>,
     disputes: Option<Vec<OrderDispute>>,
+    /// Refunds besides the latest charge's (from refund events).
+    refunds: Option<Vec<OrderRefund>>,
     /// Checkout Session line items.
     items: Option<Vec<OrderItem>>,
 }
@@ -89,8 +97,51 @@ impl OrderService {
             stripe,
             cursor: CursorKey::new(secrecy::ExposeSecret::expose_secret(&config.cursor_key)),
             config,
-            refreshing: Mutex::new(HashSet::new()),
+            intent_customers: std::sync::Mutex::default(),
             log,
+        }
+    }
+
+    /// The per-member limits' settings.
+    pub fn limits(&self) -> &crate::storage::limits::LimitsConfig {
+        &self.config.limits
+    }
+
+    /// Asks for a refresh of the member's stale orders, at most once per freshness window
+    /// across every instance (a conditional write on the profile, see
+    /// [`Store::claim_refresh`]): an SQS message when a queue is configured, else a background
+    /// task in this process. True when a refresh is under way: requested now, or by another
+    /// listing of this window. A failure to queue is logged and withdrawn, so the next listing
+    /// asks again; the listing is answered from the cache either way.
+    pub(crate) async fn request_refresh(self: &Arc<Self>, user_id: &str) -> bool {
+        let now = Utc::now().timestamp_millis();
+        let window = i64::try_from(self.config.stale_after.as_millis()).unwrap_or(i64::MAX);
+        match self.store.claim_refresh(user_id, now, now.saturating_sub(window)).await {
+            Ok(true) => {}
+            Ok(false) => return true,
+            Err(error) => {
+                slog::warn!(self.log, "could not request a refresh"; "user_id" => user_id,
+                    "error" => error.to_string());
+                return false;
+            }
+        }
+        let (Some(queue), Some(url)) = (&self.queue, &self.config.refresh_queue_url) else {
+            let service = Arc::clone(self);
+            let user_id = user_id.to_string();
+            tokio::spawn(async move {
+                let _ = service.reconcile(&user_id).await;
+            });
+            return true;
+        };
+        let body = serde_json::json!({ "userId": user_id }).to_string();
+        match queue.send_message().queue_url(url).message_body(body).send().await {
+            Ok(_) => true,
+            Err(error) => {
+                slog::warn!(self.log, "could not queue a refresh"; "user_id" => user_id,
+                    "error" => aws_sdk_sqs::error::DisplayErrorContext(error).to_string());
+                let _ = self.store.release_refresh(user_id, now).await;
+                false
+            }
         }
     }
 
@@ -119,7 +170,7 @@ impl OrderService {
         let disputes = if disputed { Some(self.stripe.disputes(&intent.id).await?) } else { None };
         let items =
             if needs_items { Some(self.stripe.checkout_items(&intent.id).await?) } else { None };
-        Ok(Extras { charges: Some(charges), disputes, items })
+        Ok(Extras { charges: Some(charges), disputes, refunds: None, items })
     }
 
     /// Builds the snapshot from Stripe's state and the cache (`cached`, as the caller last

@@ -3,6 +3,7 @@
 
 use super::OrderService;
 use crate::error::DomainError;
+use crate::storage::limits::{Counter, Spend};
 use crate::storage::orders::{OrderQuery, OrderRecord, OrderSummaryRecord};
 use crate::storage::profiles::SyncErrorRecord;
 use crate::storage::StoreError;
@@ -82,10 +83,8 @@ impl OrderService {
         let customer = profile.as_ref().and_then(|p| p.stripe_customer_id.as_deref());
         let linked = customer.is_some();
         let stale = linked && synced_at.is_none_or(|at| self.is_stale(at));
-        let mut queued = false;
-        if stale {
-            queued = self.request_refresh(user_id).await;
-        }
+        // One conditional write on the stale path only; a fresh listing gains no store call.
+        let refreshing = stale && self.request_refresh(user_id).await;
         // The token resumes where the store stopped reading, which may lie past the last order
         // returned (a filtered listing stops after a bounded number of reads).
         let next_page = match &page.resume_key {
@@ -107,7 +106,7 @@ impl OrderService {
             next_page,
             synced_at,
             stale,
-            refreshing: queued || self.refreshing.lock().unwrap().contains(user_id),
+            refreshing,
         })
     }
 
@@ -139,13 +138,28 @@ impl OrderService {
         let Some(customer) = customer else {
             return Err(DomainError::OrderNotFound);
         };
-        let Some(intent) = self.stripe.intent(order_id).await? else {
-            return Err(DomainError::OrderNotFound);
-        };
-        // Another customer's payment is not this member's business: same answer as missing.
-        if intent.customer.as_deref() != Some(customer.as_str()) {
+        // The live fallback is the one path a member can make call Stripe at will: an id
+        // found unknown lately is answered from the store, and the rest spend a per-member
+        // budget (both items in DynamoDB, shared by every instance).
+        let now = Utc::now().timestamp();
+        if self.store.is_unknown_order(user_id, order_id, &customer, now).await? {
             return Err(DomainError::OrderNotFound);
         }
+        let limits = &self.config.limits;
+        let per_minute = limits.order_lookups_per_minute;
+        if let Spend::Refused { retry_after_seconds } =
+            self.store.spend(Counter::OrderLookups, user_id, per_minute, now).await?
+        {
+            return Err(DomainError::RateLimited { retry_after_seconds });
+        }
+        let intent = self.stripe.intent(order_id).await?;
+        // Another customer's payment is not this member's business: same answer as missing.
+        let Some(intent) = intent.filter(|i| i.customer.as_deref() == Some(customer.as_str()))
+        else {
+            let ttl = limits.unknown_order_ttl;
+            self.store.remember_unknown_order(user_id, order_id, &customer, now, ttl).await?;
+            return Err(DomainError::OrderNotFound);
+        };
         let extras = self.extras_for(&intent, None).await?;
         let (_, record) = self.write(user_id, &customer, &intent, extras, None).await?;
         Ok(order(record))

@@ -11,7 +11,6 @@ use chrono::Utc;
 use dashboard_api::{ErrorCode, OrderCharge, OrderItem, SyncReport};
 use slog::{info, warn};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Why a reconcile failed, kept as it came until the member's code is chosen (a
 /// [`DomainError`] folds Stripe's failures into one text).
@@ -188,38 +187,6 @@ impl OrderService {
         // Pages come newest first.
         by_intent.values_mut().for_each(|charges| charges.reverse());
         Ok(by_intent)
-    }
-
-    /// Asks for a refresh of the member's orders: an SQS message when a queue is configured
-    /// (returns true once it is sent), else a background task in this process. A failure to
-    /// queue is logged; the listing is answered from the cache either way.
-    pub(super) async fn request_refresh(self: &Arc<Self>, user_id: &str) -> bool {
-        let (Some(queue), Some(url)) = (&self.queue, &self.config.refresh_queue_url) else {
-            self.refresh_in_background(user_id);
-            return false;
-        };
-        let body = serde_json::json!({ "userId": user_id }).to_string();
-        match queue.send_message().queue_url(url).message_body(body).send().await {
-            Ok(_) => true,
-            Err(error) => {
-                warn!(self.log, "could not queue a refresh"; "user_id" => user_id,
-                    "error" => aws_sdk_sqs::error::DisplayErrorContext(error).to_string());
-                false
-            }
-        }
-    }
-
-    /// Starts a reconcile for the member unless one is already running.
-    pub fn refresh_in_background(self: &Arc<Self>, user_id: &str) {
-        if !self.refreshing.lock().unwrap().insert(user_id.to_string()) {
-            return;
-        }
-        let service = Arc::clone(self);
-        let user_id = user_id.to_string();
-        tokio::spawn(async move {
-            let _ = service.reconcile(&user_id).await;
-            service.refreshing.lock().unwrap().remove(&user_id);
-        });
     }
 
     /// Reconciles every linked member, a few at a time.

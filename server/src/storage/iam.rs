@@ -54,7 +54,8 @@ pub const API_FUNCTION: &[Grant] = &[
     table(USER_PROFILES, "dynamodb:GetItem"),
     // Store::create_profile (profiles::get_or_create, first sign-in).
     table(USER_PROFILES, "dynamodb:PutItem"),
-    // Store::update_profile (PUT /dashboard/profile), the profile `Update` in
+    // Store::claim_refresh and Store::release_refresh (a stale listing requests its refresh
+    // once per window), Store::update_profile (PUT /dashboard/profile), the profile `Update` in
     // Store::link_customer's TransactWriteItems (admin link), Store::record_sync (reconcile, webhook), and the profile `Update` in Store::insert_order's
     // TransactWriteItems (order count).
     table(USER_PROFILES, "dynamodb:UpdateItem"),
@@ -84,10 +85,12 @@ pub const API_FUNCTION: &[Grant] = &[
     table(STRIPE_CUSTOMERS, "dynamodb:PutItem"),
     table(STRIPE_CUSTOMERS, "dynamodb:DeleteItem"),
     // StripeEvents
-    // Store::event_seen (webhook).
+    // Store::event_seen (webhook), Store::is_unknown_order (order detail's live fallback).
     table(STRIPE_EVENTS, "dynamodb:GetItem"),
-    // Store::record_event (webhook).
+    // Store::record_event (webhook), Store::remember_unknown_order (order detail).
     table(STRIPE_EVENTS, "dynamodb:PutItem"),
+    // Store::spend (per-member counters: order detail's live fallback, profile writes).
+    table(STRIPE_EVENTS, "dynamodb:UpdateItem"),
     // Other services
     // OrderService::request_refresh (a stale listing queues its refresh).
     Grant { action: "sqs:SendMessage", resource: Resource::RefreshQueue },

@@ -35,6 +35,7 @@ pub mod checkpoint;
 pub mod embedded;
 pub mod events;
 pub mod iam;
+pub mod limits;
 pub mod orders;
 pub mod profiles;
 pub mod rules;

@@ -208,6 +208,15 @@ pub fn check(operation: &str, body: &Value) -> Result<(), RuleViolation> {
             for (name, value) in set_assignments(expression, names, values) {
                 attribute_rules(&name, value).or_else(fail)?;
             }
+            // `ADD` takes a number (a counter) or a set, nothing else
+            // (`Expressions.UpdateExpressions.html#Expressions.UpdateExpressions.ADD`).
+            for placeholder in add_operands(expression) {
+                let kind = values.get(&placeholder).and_then(Value::as_object);
+                let kind = kind.and_then(|o| o.keys().next()).map(String::as_str);
+                if !matches!(kind, Some("N" | "SS" | "NS" | "BS")) {
+                    return fail(format!("ADD operand {placeholder} is not a number or a set"));
+                }
+            }
         }
     }
     Ok(())
@@ -351,6 +360,26 @@ fn placeholders(expression: &str, sigil: char) -> Vec<String> {
         rest = &tail[len..];
     }
     found
+}
+
+/// The `:value` operands of an update's ADD clause (`ADD path :value, …`).
+fn add_operands(expression: &str) -> Vec<String> {
+    let upper = expression.to_ascii_uppercase();
+    // The keyword, not a name that ends in it.
+    let start =
+        if upper.starts_with("ADD ") { Some(0) } else { upper.find(" ADD ").map(|i| i + 1) };
+    let Some(start) = start else { return Vec::new() };
+    let clause_end = [" SET ", " REMOVE ", " DELETE "]
+        .iter()
+        .filter_map(|k| upper[start..].find(k).map(|i| start + i))
+        .min()
+        .unwrap_or(expression.len());
+    expression[start + 4..clause_end]
+        .split(',')
+        .filter_map(|action| action.split_whitespace().nth(1))
+        .filter(|operand| operand.starts_with(':'))
+        .map(str::to_string)
+        .collect()
 }
 
 /// `name = :value` pairs of an update's SET clause, names resolved, where the value is a
@@ -505,6 +534,19 @@ mod tests {
         check("BatchWriteItem", &body).unwrap();
         let body = json!({"RequestItems": {"p-OrderSnapshots": [delete("")]}});
         assert!(violation("BatchWriteItem", body).contains("orderId is empty"));
+    }
+
+    #[test]
+    fn add_takes_a_number_or_a_set() {
+        let update = |value: Value| {
+            json!({
+                "UpdateExpression": "SET expiresAt = :ttl ADD hits :one",
+                "ExpressionAttributeValues": {":ttl": {"N": "60"}, ":one": value},
+            })
+        };
+        let message = violation("UpdateItem", update(json!({"S": "1"})));
+        assert!(message.contains("ADD operand :one"), "{message}");
+        check("UpdateItem", &update(json!({"N": "1"}))).unwrap();
     }
 
     #[test]

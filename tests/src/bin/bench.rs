@@ -81,7 +81,10 @@ fn main() -> anyhow::Result<()> {
         .env("DASHBOARD_CURSOR_KEY", "bench-cursor-key-bench-cursor-key-0123")
         .env("STRIPE_SECRET_KEY", sim.secret_key())
         .env("STRIPE_WEBHOOK_SECRET", BENCH_WEBHOOK_SECRET)
-        .env("STRIPE_API_BASE", sim.url());
+        .env("STRIPE_API_BASE", sim.url())
+        // The 10,000-intent reconcile below takes longer than a request's default Stripe
+        // budget (25 s); the bench measures its cost, not the deadline.
+        .env("DASHBOARD_STRIPE_DEADLINE_MS", "600000");
     let (server, ready) = start_timed(&mut server_cmd, port)?;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
@@ -129,16 +132,10 @@ fn main() -> anyhow::Result<()> {
     let customers: Vec<String> = (0..MEMBERS)
         .map(|i| runtime.block_on(customer_of(&http, &base, &tokens[i])))
         .collect::<anyhow::Result<_>>()?;
+    // The simulator's ordinary shop traffic: intents created and paid, charges succeeded,
+    // failed and updated, refunds and disputes (`StripeSim::shop_orders`).
     for customer in &customers {
-        for _ in 0..10 {
-            let pi = sim.create_payment_intent(
-                customer,
-                2500,
-                "usd",
-                &[ItemSpec::new("Hoodie", 1, 2500)],
-            );
-            sim.succeed(&pi);
-        }
+        sim.shop_orders(customer, 10);
     }
     let mut deliveries: Vec<Value> = sim.events().split_off(events_before);
     let unique = deliveries.len();
@@ -146,8 +143,10 @@ fn main() -> anyhow::Result<()> {
     deliveries.extend(duplicates);
     let url = format!("{base}/webhooks/stripe");
     let cpu_before = cpu_ticks(server.0.id())?;
+    let stripe_before = sim.request_count();
     let started = Instant::now();
     let failures = runtime.block_on(deliver_all(&http, &url, deliveries.clone()));
+    let webhook_stripe = sim.request_count() - stripe_before;
     let webhook_wall = started.elapsed();
     let webhook_cpu_us = (cpu_ticks(server.0.id())? - cpu_before) as f64 / 100.0 * 1e6;
 
@@ -245,12 +244,15 @@ fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "webhooks: {} deliveries ({unique} events + {} duplicates, 16 concurrent): {:.0} events/s, \
-         {:.0} us server CPU per delivery, {failures} failed",
+        "webhooks: {} deliveries ({unique} events + {} duplicates, 16 concurrent): {:.0} events/s \
+         (target >= 2,500), {:.0} us server CPU per delivery (target <= 300; the profile read: \
+         {:.1} us), {:.3} Stripe requests per event (target <= 0.2), {failures} failed",
         deliveries.len(),
         deliveries.len() - unique,
         deliveries.len() as f64 / webhook_wall.as_secs_f64(),
         webhook_cpu_us / deliveries.len() as f64,
+        profile.cpu_us_per_req,
+        webhook_stripe as f64 / unique as f64,
     );
     println!();
     println!(
@@ -262,7 +264,9 @@ fn main() -> anyhow::Result<()> {
             "{:>16} {:>16} {:>12} {:>12} {:>11.2}s {:>10} in {:.2}s",
             size,
             first.1["stripeRequests"],
-            size.div_ceil(100),
+            // ceil(N/100) for the PaymentIntents + ceil(C/100) for the charges; here every
+            // PaymentIntent has one charge, so C = N.
+            size.div_ceil(100) * 2,
             first.1["created"].as_u64().unwrap_or(0) + first.1["updated"].as_u64().unwrap_or(0),
             first.0.as_secs_f64(),
             again.1["created"].as_u64().unwrap_or(0) + again.1["updated"].as_u64().unwrap_or(0),
