@@ -3,7 +3,7 @@
 use crate::auth::Identity;
 use crate::error::DomainError;
 use crate::storage::limits::{Counter, Spend};
-use crate::storage::profiles::{EditableFields, LinkError, ProfileRecord};
+use crate::storage::profiles::{EditableFields, LinkError, ProfileRecord, EDITABLE_ATTRIBUTES};
 use crate::storage::Store;
 use crate::validate;
 use dashboard_api::{ErrorCode, Profile, ProfilePatch, ProfileUpdate};
@@ -127,20 +127,8 @@ fn patched(base: EditableFields, patch: &ProfilePatch) -> Result<ProfileUpdate, 
     merge_patch(&mut document, serde_json::to_value(patch).expect("a patch serialises"));
     // Merging removes what a patch sets to null; to a PUT body, absent and null differ, and
     // null is what the patch meant (also for the optional parts a new address leaves out).
-    let nullable: [(&str, &[&str]); 2] = [
-        (
-            "",
-            &[
-                "email",
-                "displayName",
-                "shippingAddress",
-                "preferredWallet",
-                "avatarUrl",
-                "dashboardSettings",
-            ],
-        ),
-        ("/shippingAddress", &["line2", "region"]),
-    ];
+    let nullable: [(&str, &[&str]); 2] =
+        [("", &EDITABLE_ATTRIBUTES), ("/shippingAddress", &["line2", "region"])];
     for (pointer, members) in nullable {
         if let Some(object) = document.pointer_mut(pointer).and_then(Value::as_object_mut) {
             for member in members {

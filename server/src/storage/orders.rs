@@ -327,6 +327,21 @@ impl Store {
         user_id: &str,
     ) -> Result<HashMap<String, OrderRecord>, StoreError> {
         let mut all = HashMap::new();
+        for item in self.member_order_items(user_id, None).await? {
+            let record: OrderRecord = serde_dynamo::from_item(item)?;
+            all.insert(record.order_id.clone(), record);
+        }
+        Ok(all)
+    }
+
+    /// Every cached item of a member (every Query page, consistently read), with only the
+    /// attributes of `projection` when it is given.
+    async fn member_order_items(
+        &self,
+        user_id: &str,
+        projection: Option<&str>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::new();
         let mut start = None;
         loop {
             let output = self
@@ -335,17 +350,15 @@ impl Store {
                 .table_name(&self.tables.order_snapshots)
                 .key_condition_expression("userId = :u")
                 .expression_attribute_values(":u", s(user_id))
+                .set_projection_expression(projection.map(str::to_string))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await?;
-            for item in output.items.unwrap_or_default() {
-                let record: OrderRecord = serde_dynamo::from_item(item)?;
-                all.insert(record.order_id.clone(), record);
-            }
+            items.extend(output.items.unwrap_or_default());
             match output.last_evaluated_key {
                 Some(key) => start = Some(key),
-                None => return Ok(all),
+                None => return Ok(items),
             }
         }
     }
@@ -393,32 +406,15 @@ impl Store {
         keep: Option<&str>,
     ) -> Result<usize, StoreError> {
         let mut doomed = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.tables.order_snapshots)
-                .key_condition_expression("userId = :u")
-                .expression_attribute_values(":u", s(user_id))
-                .projection_expression("orderId, stripeCustomerId")
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await?;
-            for item in output.items.unwrap_or_default() {
-                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-                let (Some(order_id), Some(customer)) = (text("orderId"), text("stripeCustomerId"))
-                else {
-                    continue;
-                };
-                if keep != Some(customer.as_str()) {
-                    doomed.push(order_id);
-                }
-            }
-            match output.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => break,
+        let projection = Some("orderId, stripeCustomerId");
+        for item in self.member_order_items(user_id, projection).await? {
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+            let (Some(order_id), Some(customer)) = (text("orderId"), text("stripeCustomerId"))
+            else {
+                continue;
+            };
+            if keep != Some(customer.as_str()) {
+                doomed.push(order_id);
             }
         }
         for batch in doomed.chunks(BATCH_WRITE_MAX) {
