@@ -141,7 +141,9 @@ error_codes! {
         /// token without the admin scope, or a member's endpoint called with the operator
         /// client's token.
         Forbidden = "forbidden",
-        /// 404, no member with this user id has a profile (admin linking).
+        /// 404, no member with this user id has a profile (admin linking), or the signed-in
+        /// member has none to export or erase, or it is being erased (every read of it until
+        /// the erasure completes).
         MemberNotFound = "member_not_found",
         /// 409, the Stripe customer is already linked to another member.
         CustomerAlreadyLinked = "customer_already_linked",

@@ -23,6 +23,7 @@ mod health;
 mod orders;
 mod patterns;
 mod profile;
+mod rights;
 mod sync;
 mod webhooks;
 
@@ -43,9 +44,10 @@ pub use profile::{
     ProfilePatch, ProfileUpdate, ShippingAddress, ShippingAddressPatch, Theme,
     PROFILE_BODY_MAX_BYTES,
 };
+pub use rights::{ErasureReport, ExportPage, ExportQuery};
 pub use sync::{
-    LinkStripeCustomer, MemberPath, ScheduledSyncReport, SyncError, SyncReport, SyncRequest,
-    SyncStatus, WebhookApplied,
+    AutoLink, LinkStripeCustomer, MemberPath, ScheduledSyncReport, SyncError, SyncReport,
+    SyncRequest, SyncStatus, WebhookApplied,
 };
 pub use webhooks::{StripeSignatureHeader, WebhookAck, WEBHOOK_BODY_MAX_BYTES};
 
@@ -132,6 +134,43 @@ pub trait DashboardApi {
         if_match: Header<IfMatchHeader>,
         body: JsonBody<ProfilePatch>,
     ) -> Result<HttpResponseHeaders<HttpResponseOk<Profile>, ProfileHeaders>, ApiError>;
+
+    /// Erase the signed-in member's dashboard data (GDPR art. 17).
+    ///
+    /// Removes the profile, every cached order and the link to a Stripe customer. Stripe's own
+    /// records (customer, payments) are untouched; the masked audit log records stay for their
+    /// retention; per-member rate-limit counters expire within minutes. The report says so.
+    /// Only the token's own member can be erased, at most as often as profile writes (429
+    /// `rate_limited`).
+    ///
+    /// `If-Match` with the profile's `ETag` is required (428 `precondition_required` without,
+    /// 412 `precondition_failed` when stale). The profile is first marked as being erased, and
+    /// from then on reads answer 404 `member_not_found` (the orders listing is empty); then the
+    /// orders are deleted in batches and the profile last. If that is interrupted, another
+    /// `DELETE` completes it: on a profile being erased `If-Match` is not needed (the member
+    /// already confirmed the version they erase), any value is ignored. No profile: 404
+    /// `member_not_found`. The next `GET /dashboard/profile` starts a fresh profile.
+    #[endpoint { method = DELETE, path = "/dashboard/profile", tags = ["profile"] }]
+    async fn delete_profile(
+        rqctx: RequestContext<Self::Context>,
+        if_match: Header<IfMatchHeader>,
+    ) -> Result<HttpResponseOk<ErasureReport>, ApiError>;
+
+    /// Export the signed-in member's data (GDPR art. 15 and 20), one page at a time.
+    ///
+    /// Paged, so that each response stays far below the 6 MB response limit of the function
+    /// whatever the number of orders: a page holds at most 100 orders and stops adding orders
+    /// once it passes about 2 MB of JSON (one cached order is at most about 400 KB). The first
+    /// page adds the profile, the sync status and a note on the audit history (kept in the
+    /// service's logs, not in the store). Follow `nextPageToken` until it is absent; the pages
+    /// together hold every cached order exactly once. Only the token's own member's data; a
+    /// member without a profile, or whose profile is being erased, gets 404
+    /// `member_not_found`.
+    #[endpoint { method = GET, path = "/dashboard/export", tags = ["profile"] }]
+    async fn get_export(
+        rqctx: RequestContext<Self::Context>,
+        query: Query<ExportQuery>,
+    ) -> Result<HttpResponseOk<ExportPage>, ApiError>;
 
     /// List the signed-in member's orders, newest first.
     ///

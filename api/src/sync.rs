@@ -20,6 +20,27 @@ pub struct SyncStatus {
     pub last_reconcile: Option<SyncReport>,
     /// The last sync failure, if it is more recent than the last success.
     pub last_error: Option<SyncError>,
+    /// The first link by verified email (`DASHBOARD_AUTO_LINK=verified-email`), once tried:
+    /// absent when the server does not link by email or has not tried for this member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_link: Option<AutoLink>,
+}
+
+/// What the first link by verified email did. It is tried at most once per member.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoLink {
+    /// When it was tried.
+    pub at: DateTime<Utc>,
+    /// `linked` (exactly one Stripe customer has the member's verified email and nobody held
+    /// it), `none` (no customer has it), `several` (more than one has it), `taken` (another
+    /// member holds the one that has it), `failed` (Stripe or the store could not answer),
+    /// `already_linked` (support linked the member while it was tried; that link stands),
+    /// `pending` (being tried now). New outcomes may be added; treat one you do not know as
+    /// not linked.
+    pub outcome: String,
+    /// A sentence for people saying why, chosen by `outcome`.
+    pub reason: String,
 }
 
 /// A webhook event that changed a member's orders.

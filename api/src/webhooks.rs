@@ -26,7 +26,8 @@ pub struct StripeSignatureHeader {
 pub struct WebhookAck {
     /// The event id.
     pub event_id: String,
-    /// `applied`, `duplicate`, `ignored` (type not handled) or `unlinked` (no member for the
-    /// customer).
+    /// `applied`, `duplicate`, `ignored` (type not handled), `unlinked` (no member for the
+    /// customer) or `queued` (stored, and applied once Stripe and the server's Stripe request
+    /// budget allow: it needs a Stripe read that cannot be made now).
     pub outcome: String,
 }

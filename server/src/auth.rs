@@ -27,6 +27,9 @@ pub struct Identity {
     /// The token's `sub`: a member id, or the operator client's id for an operator token.
     pub user_id: String,
     pub email: Option<String>,
+    /// The token's `email_verified`: the identity provider checked that the member controls
+    /// `email` (false when absent).
+    pub email_verified: bool,
     /// Which app client the token was issued to.
     pub client: TokenClient,
     /// The OAuth scopes of the `scope` claim.
@@ -77,6 +80,9 @@ struct Claims {
     aud: Option<Audience>,
     #[serde(default)]
     email: Option<String>,
+    /// A JSON boolean in Cognito's ID tokens; some providers send the string `"true"`.
+    #[serde(default)]
+    email_verified: Option<serde_json::Value>,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default, rename = "cognito:groups")]
@@ -231,6 +237,11 @@ impl Authenticator {
         let identity = Identity {
             user_id: claims.sub,
             email: claims.email,
+            email_verified: match &claims.email_verified {
+                Some(serde_json::Value::Bool(verified)) => *verified,
+                Some(serde_json::Value::String(text)) => text == "true",
+                _ => false,
+            },
             client,
             scopes,
             groups,

@@ -93,6 +93,12 @@ pub struct ServerArgs {
     #[arg(long, env = "DASHBOARD_STRIPE_DEADLINE_MS", default_value_t = 25_000)]
     pub stripe_deadline_ms: u64,
 
+    /// Stripe requests per second this server may send, across every instance (a counter per
+    /// second in DynamoDB). Stripe's own limit is per account and shared with the shop's
+    /// checkout; work that finds the second spent waits for the next, webhooks defer instead.
+    #[arg(long, env = "DASHBOARD_STRIPE_MAX_RPS", default_value_t = 20)]
+    pub stripe_max_rps: u32,
+
     /// Seconds after which a member's cached orders count as stale.
     #[arg(long, env = "DASHBOARD_ORDERS_STALE_AFTER", default_value_t = 900)]
     pub orders_stale_after_secs: u64,
@@ -142,6 +148,13 @@ pub struct ServerArgs {
     #[arg(long, env = "DASHBOARD_PROFILE_WRITES_PER_MINUTE", default_value_t = 10)]
     pub profile_writes_per_minute: u32,
 
+    /// `verified-email`: on a member's profile read, while the member has no customer and was
+    /// never tried, a token with `email_verified: true` links the one Stripe customer with
+    /// exactly that email if no member holds it (one Stripe look-up per member, ever; the
+    /// outcome is in the sync status). `off` (default): customers are linked by an admin only.
+    #[arg(long, env = "DASHBOARD_AUTO_LINK", value_enum, default_value_t = AutoLink::Off)]
+    pub auto_link: AutoLink,
+
     /// Members reconciled at once by the scheduled sync (PaymentIntents, when it catches up
     /// from Stripe's Events list).
     #[arg(long, env = "DASHBOARD_SYNC_CONCURRENCY", default_value_t = 4)]
@@ -158,6 +171,13 @@ pub struct ServerArgs {
     /// https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime
     #[arg(long, env = "AWS_LAMBDA_RUNTIME_API", hide = true)]
     pub lambda_runtime_api: Option<String>,
+}
+
+/// How a member without a customer may be linked besides by an admin (`DASHBOARD_AUTO_LINK`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AutoLink {
+    Off,
+    VerifiedEmail,
 }
 
 /// Where Stripe is.
@@ -270,6 +290,7 @@ impl ServerArgs {
             ("DASHBOARD_ORDER_LOOKUPS_PER_MINUTE", u64::from(self.order_lookups_per_minute)),
             ("DASHBOARD_UNKNOWN_ORDER_TTL_SECS", self.unknown_order_ttl_secs),
             ("DASHBOARD_PROFILE_WRITES_PER_MINUTE", u64::from(self.profile_writes_per_minute)),
+            ("DASHBOARD_STRIPE_MAX_RPS", u64::from(self.stripe_max_rps)),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be at least 1"));
@@ -340,6 +361,7 @@ impl ServerArgs {
                     retry_base: Duration::from_millis(500),
                     max_attempts: 5,
                     deadline: Duration::from_millis(self.stripe_deadline_ms),
+                    max_rps: Some(self.stripe_max_rps),
                 })
             }
             (Some(_), None) => {
@@ -366,6 +388,7 @@ impl ServerArgs {
             order_lookups_per_minute: self.order_lookups_per_minute,
             unknown_order_ttl: Duration::from_secs(self.unknown_order_ttl_secs),
             profile_writes_per_minute: self.profile_writes_per_minute,
+            auto_link_verified_email: self.auto_link == AutoLink::VerifiedEmail,
         };
         Ok(Config {
             bind_addr: self.bind_addr,
@@ -414,6 +437,14 @@ mod tests {
         let data_dir = format!("--data-dir={}", dir.display());
         let argv = ["dashboard-server", data_dir.as_str()].into_iter().chain(flags.iter().copied());
         Cli::try_parse_from(argv).map_err(|e| e.to_string())?.args.resolve()
+    }
+
+    #[test]
+    fn the_first_link_by_email_is_off_unless_asked_for() {
+        assert!(!resolve(&[]).unwrap().orders.limits.auto_link_verified_email);
+        let on = resolve(&["--auto-link=verified-email"]).unwrap();
+        assert!(on.orders.limits.auto_link_verified_email);
+        assert!(resolve(&["--auto-link=any-email"]).is_err());
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub async fn stripe_simulator() -> (StripeConfig, StripeSim) {
         retry_base: Duration::from_millis(100),
         max_attempts: 5,
         deadline: Duration::from_secs(25),
+        // The simulator has no account to share; the budget's cost is not wanted here.
+        max_rps: None,
     };
     (stripe, sim)
 }

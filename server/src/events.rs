@@ -1,5 +1,6 @@
 //! Work that arrives as Lambda events rather than HTTP requests (through the Web Adapter's
-//! pass-through path): SQS batches of stale-order refreshes and the daily schedule (the
+//! pass-through path): SQS batches of stale-order refreshes and deferred webhook events
+//! (`orders::ledger`), and the daily schedule (the
 //! catch-up from Stripe's Events list, see `orders::catchup`).
 
 use crate::orders::OrderService;
@@ -19,12 +20,22 @@ pub async fn handle(
         let mut failures = Vec::new();
         for record in records {
             let id = record["messageId"].as_str().unwrap_or_default().to_string();
-            let user = serde_json::from_str::<Value>(record["body"].as_str().unwrap_or_default())
-                .ok()
-                .and_then(|body| body["userId"].as_str().map(str::to_string));
-            let outcome = match &user {
-                Some(user) => orders.reconcile(user).await.map(|_| ()).map_err(|e| e.to_string()),
-                None => Err("record body has no userId".to_string()),
+            let body = serde_json::from_str::<Value>(record["body"].as_str().unwrap_or_default())
+                .unwrap_or_default();
+            // A stale member's refresh, or a webhook event deferred by the API function.
+            let outcome = match (body["userId"].as_str(), body["eventId"].as_str()) {
+                (Some(user), _) => {
+                    orders.reconcile(user).await.map(|_| ()).map_err(|e| e.to_string())
+                }
+                (None, Some(event)) => {
+                    // Boxed: its future is large, and this one would carry its size on the
+                    // stack of every event (a stack overflow in debug builds).
+                    Box::pin(orders.apply_deferred(event))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+                (None, None) => Err("record body has neither userId nor eventId".to_string()),
             };
             if let Err(error) = outcome {
                 warn!(log, "refresh failed"; "message_id" => &id, "error" => error);

@@ -129,9 +129,13 @@ impl DashboardApi for DashboardImpl {
         rqctx: RequestContext<Self::Context>,
     ) -> Result<ProfileResponse, ApiError> {
         let store = rqctx.context().store.clone();
-        member(&rqctx, |identity| async move { profiles::get_or_create(&store, &identity).await })
-            .await
-            .map(profile_response)
+        let orders = rqctx.context().orders.clone();
+        let log = rqctx.log.clone();
+        member(&rqctx, |identity| async move {
+            profiles::get_or_create_linking(&store, &orders, &log, &identity).await
+        })
+        .await
+        .map(profile_response)
     }
 
     async fn put_profile(
@@ -168,6 +172,37 @@ impl DashboardApi for DashboardImpl {
         })
         .await
         .map(profile_response)
+    }
+
+    async fn delete_profile(
+        rqctx: RequestContext<Self::Context>,
+        if_match: Header<IfMatchHeader>,
+    ) -> Result<HttpResponseOk<dashboard_api::ErasureReport>, ApiError> {
+        let store = rqctx.context().store.clone();
+        let if_match = if_match.into_inner().if_match;
+        let log = rqctx.log.clone();
+        let per_minute = rqctx.context().orders.limits().profile_writes_per_minute;
+        // The token's own member only, as often as profile writes (`rights`).
+        member(&rqctx, |identity| async move {
+            crate::rights::erase(&store, &log, &identity, if_match.as_deref(), per_minute).await
+        })
+        .await
+        .map(HttpResponseOk)
+    }
+
+    async fn get_export(
+        rqctx: RequestContext<Self::Context>,
+        query: Query<dashboard_api::ExportQuery>,
+    ) -> Result<HttpResponseOk<dashboard_api::ExportPage>, ApiError> {
+        let token = query.into_inner().page_token;
+        let store = rqctx.context().store.clone();
+        let orders = rqctx.context().orders.clone();
+        // The token's own member only; each page reads a bounded number of orders (`rights`).
+        member(&rqctx, |identity| async move {
+            crate::rights::export(&store, &orders, &identity.user_id, token.as_deref()).await
+        })
+        .await
+        .map(HttpResponseOk)
     }
 
     async fn list_orders(
@@ -212,7 +247,9 @@ impl DashboardApi for DashboardImpl {
         let signature = signature.into_inner().stripe_signature;
         let lambda = rqctx.request.headers().get("x-amzn-lambda-context").map(|v| v.as_bytes());
         let deadline = rqctx.context().orders.request_deadline(std::time::Instant::now(), lambda);
-        let work = rqctx.context().orders.webhook(body.as_bytes(), signature.as_deref());
+        // Boxed: applying an event is a deep future, too large to move around on the stack of
+        // a debug build.
+        let work = Box::pin(rqctx.context().orders.webhook(body.as_bytes(), signature.as_deref()));
         let result = crate::stripe::with_deadline(deadline, work).await;
         let outcome = match &result {
             Ok(ack) => ack.outcome.as_str(),

@@ -25,6 +25,7 @@ pub mod logging;
 pub mod metrics;
 pub mod orders;
 pub mod profiles;
+pub mod rights;
 pub mod secrets;
 pub mod storage;
 pub mod stripe;
@@ -97,7 +98,7 @@ pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServe
     let webhook_secret = stripe_config.webhook_secret.clone();
     let orders = std::sync::Arc::new(orders::OrderService::new(
         store.clone(),
-        stripe::StripeApi::new(stripe_config),
+        stripe::StripeApi::new(stripe_config, &store),
         config.orders.clone(),
         refresh_queue(config).await,
         log.new(slog::o!("component" => "orders")),

@@ -1,4 +1,7 @@
-//! `dashboard-server`: runs the API (the default command) or mints a development token.
+//! `dashboard-server`: runs the API (the default command), or one of the operator's commands
+//! (`cli/`: admin, reconcile, doctor), or mints a development token.
+
+mod cli;
 
 use clap::{Parser, Subcommand};
 use dashboard_server::config::{self, ServerArgs};
@@ -22,9 +25,17 @@ enum Command {
     /// Print a development HS256 token for a member (development only).
     #[cfg(feature = "embedded")]
     MintToken(MintArgs),
-    /// Reconcile orders with Stripe once and print the report as JSON: one member, or every
-    /// linked member (what the daily schedule runs).
-    Reconcile(Box<ReconcileArgs>),
+    /// Reconcile orders with Stripe once: one member (its report as JSON), or every linked
+    /// member (the full sweep) with progress, Ctrl-C to stop and `--resume` to go on.
+    Reconcile(Box<cli::reconcile::ReconcileArgs>),
+    /// Link members without a customer to the one Stripe customer with their verified email,
+    /// in bulk: a dry run by default (what it would link, every ambiguity); `--apply` links.
+    Backfill(Box<cli::backfill::BackfillArgs>),
+    /// Act on one member as the admin API does: link, unlink, show-member, export, erase.
+    Admin(cli::admin::AdminArgs),
+    /// Check the configuration against its environment (store tables, JWKS, Stripe key,
+    /// webhook secret) without serving: one line per check, non-zero exit if any fails.
+    Doctor(Box<cli::doctor::DoctorArgs>),
     /// Run only the embedded DynamoDB-API store, as its own process (benchmarks, local tools).
     #[cfg(feature = "embedded")]
     Store(StoreArgs),
@@ -45,15 +56,6 @@ struct ServeArgs {
     /// Do not create the demo member on the development default.
     #[arg(long)]
     no_seed: bool,
-}
-
-#[derive(clap::Args)]
-struct ReconcileArgs {
-    #[command(flatten)]
-    server: ServerArgs,
-    /// The member to reconcile; without it, every linked member.
-    #[arg(long)]
-    user_id: Option<String>,
 }
 
 #[cfg(feature = "embedded")]
@@ -106,7 +108,10 @@ fn main() -> ExitCode {
         #[cfg(feature = "embedded")]
         Command::Store(args) => runtime().block_on(store(args)),
         Command::Serve(args) => runtime().block_on(serve(*args)),
-        Command::Reconcile(args) => runtime().block_on(reconcile(*args)),
+        Command::Reconcile(args) => runtime().block_on(cli::reconcile::run(*args)),
+        Command::Backfill(args) => runtime().block_on(cli::backfill::run(*args)),
+        Command::Admin(args) => runtime().block_on(cli::admin::run(args)),
+        Command::Doctor(args) => runtime().block_on(cli::doctor::run(*args)),
     }
 }
 
@@ -135,32 +140,6 @@ async fn boot(
         ExitCode::FAILURE
     })?;
     Ok((config, log, running))
-}
-
-async fn reconcile(mut args: ReconcileArgs) -> ExitCode {
-    // The domain runs inside a server bound to a throwaway port; nothing is served to anyone.
-    args.server.bind_addr = "127.0.0.1:0".parse().expect("a valid address");
-    let (_, _, running) = match boot(args.server).await {
-        Ok(booted) => booted,
-        Err(code) => return code,
-    };
-    let orders = running.orders().clone();
-    let report = match &args.user_id {
-        Some(user) => orders.reconcile(user).await.map(|r| serde_json::to_value(r).ok()),
-        None => orders.reconcile_all().await.map(|r| serde_json::to_value(r).ok()),
-    };
-    let code = match report {
-        Ok(report) => {
-            println!("{}", report.unwrap_or_default());
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("dashboard-server: reconcile failed: {error}");
-            ExitCode::FAILURE
-        }
-    };
-    let _ = running.stop().await;
-    code
 }
 
 /// Prints the endpoint on stdout, then serves until interrupted.

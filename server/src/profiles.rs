@@ -2,24 +2,35 @@
 
 use crate::auth::Identity;
 use crate::error::DomainError;
+use crate::orders::OrderService;
 use crate::storage::limits::{Counter, Spend};
-use crate::storage::profiles::{EditableFields, LinkError, ProfileRecord, EDITABLE_ATTRIBUTES};
+use crate::storage::profiles::{
+    AutoLinkRecord, EditableFields, LinkError, ProfileRecord, EDITABLE_ATTRIBUTES,
+};
 use crate::storage::Store;
+use crate::stripe::StripeApi;
 use crate::validate;
 use dashboard_api::{ErrorCode, Profile, ProfilePatch, ProfileUpdate};
 use serde_json::{json, Value};
 use slog::{info, Logger};
+use std::sync::Arc;
 
 /// The member's profile, created from the token's claims on first read.
 pub async fn get_or_create(
     store: &Store,
     identity: &Identity,
 ) -> Result<ProfileRecord, DomainError> {
-    if let Some(item) = store.get_profile(&identity.user_id).await? {
+    if let Some(item) = store.get_profile_any(&identity.user_id).await? {
+        // Being erased: 404 until the erasure completes, then a fresh profile.
+        if item.erasing_since.is_some() {
+            return Err(DomainError::MemberNotFound);
+        }
         return Ok(item);
     }
     let email = identity.email.as_deref().and_then(|e| validate::email(e).ok());
-    let fresh = ProfileRecord::new(&identity.user_id, email, chrono::Utc::now());
+    let mut fresh = ProfileRecord::new(&identity.user_id, email.clone(), chrono::Utc::now());
+    // Kept so that `dashboard-server backfill` knows which stored emails a token verified.
+    fresh.verified_email = email.filter(|_| identity.email_verified);
     if store.create_profile(&fresh).await? {
         return Ok(fresh);
     }
@@ -29,6 +40,104 @@ pub async fn get_or_create(
             "profile vanished after a conflicting create".into(),
         ))
     })
+}
+
+/// The member's profile ([`get_or_create`]) and, with `DASHBOARD_AUTO_LINK=verified-email`,
+/// the first link by verified email ([`auto_link`]); a new link starts a reconcile through the
+/// order service's refresh path. The link's outcome is in the sync status, never an error here.
+pub async fn get_or_create_linking(
+    store: &Store,
+    orders: &Arc<OrderService>,
+    log: &Logger,
+    identity: &Identity,
+) -> Result<ProfileRecord, DomainError> {
+    let profile = get_or_create(store, identity).await?;
+    if !orders.limits().auto_link_verified_email {
+        return Ok(profile);
+    }
+    match auto_link(store, orders.stripe(), log, identity, &profile).await {
+        Some(linked) => {
+            orders.request_refresh(&identity.user_id).await;
+            Ok(linked)
+        }
+        None => Ok(profile),
+    }
+}
+
+/// What [`auto_link`] found, as stored in the profile's `autoLink.outcome`.
+pub mod auto_link_outcome {
+    pub const PENDING: &str = "pending";
+    pub const LINKED: &str = "linked";
+    pub const NONE: &str = "none";
+    pub const SEVERAL: &str = "several";
+    pub const TAKEN: &str = "taken";
+    pub const FAILED: &str = "failed";
+    /// An operator linked the member while the look-up ran; nothing was changed.
+    pub const ALREADY_LINKED: &str = "already_linked";
+}
+
+/// The first link by verified email: when the member holds no customer, was never tried, and
+/// the token says `email_verified: true`, asks Stripe for the customers with exactly that email
+/// and links the one there is, unless another member holds it (the admin link's path, so the
+/// claim table decides). The try is claimed on the profile before Stripe is asked (a
+/// conditional write), so each member costs at most one Stripe request, ever, however often or
+/// concurrently the profile is read. Returns the linked profile when it linked.
+pub async fn auto_link(
+    store: &Store,
+    stripe: &StripeApi,
+    log: &Logger,
+    identity: &Identity,
+    profile: &ProfileRecord,
+) -> Option<ProfileRecord> {
+    use auto_link_outcome as outcome;
+    if profile.stripe_customer_id.is_some() || profile.auto_link.is_some() {
+        return None;
+    }
+    if !identity.email_verified {
+        return None;
+    }
+    let email = validate::email(identity.email.as_deref()?).ok()?;
+    let user_id = &identity.user_id;
+    match store.claim_auto_link(user_id, &email, chrono::Utc::now()).await {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(error) => {
+            slog::warn!(log, "could not claim the first link by email"; "user_id" => user_id,
+                "error" => error.to_string());
+            return None;
+        }
+    }
+    // Two ids are enough to tell one match from several.
+    let (result, customer, linked) = match stripe.customers_by_email(&email, 2).await {
+        Ok(ids) if ids.is_empty() => (outcome::NONE, None, None),
+        Ok(ids) if ids.len() > 1 => (outcome::SEVERAL, None, None),
+        Ok(ids) => {
+            let customer = ids.into_iter().next();
+            match link_unlinked(store, user_id, customer.as_deref().unwrap_or_default()).await {
+                Ok(Some(linked)) => (outcome::LINKED, customer, Some(linked)),
+                Ok(None) => (outcome::ALREADY_LINKED, customer, None),
+                Err(DomainError::CustomerAlreadyLinked) => (outcome::TAKEN, customer, None),
+                Err(error) => {
+                    slog::warn!(log, "first link by email failed"; "user_id" => user_id,
+                        "error" => format!("{error:?}"));
+                    (outcome::FAILED, customer, None)
+                }
+            }
+        }
+        Err(error) => {
+            slog::warn!(log, "first link by email: Stripe look-up failed"; "user_id" => user_id,
+                "error" => error.to_string());
+            (outcome::FAILED, None, None)
+        }
+    };
+    info!(log, "first link by verified email"; "user_id" => user_id, "outcome" => result,
+        "stripe_customer_id" => customer.as_deref());
+    let record = AutoLinkRecord { at: chrono::Utc::now(), outcome: result.to_string(), customer };
+    if let Err(error) = store.record_auto_link(user_id, &record).await {
+        slog::warn!(log, "could not record the first link by email"; "user_id" => user_id,
+            "error" => error.to_string());
+    }
+    linked
 }
 
 /// Replaces the editable fields if `if_match` names the current version.
@@ -53,7 +162,7 @@ pub async fn update(
 /// Spends one of the member's profile writes of this minute (a conditional counter in the
 /// store, shared by every instance), or answers 429 `rate_limited`. Only requests that reach
 /// the write count: an invalid body or a missing `If-Match` writes nothing.
-async fn spend_write(
+pub(crate) async fn spend_write(
     store: &Store,
     identity: &Identity,
     per_minute: u32,
@@ -183,7 +292,7 @@ pub fn etag(item: &ProfileRecord) -> String {
     format!("\"{}\"", item.version)
 }
 
-fn parse_if_match(value: Option<&str>) -> Result<u64, DomainError> {
+pub(crate) fn parse_if_match(value: Option<&str>) -> Result<u64, DomainError> {
     let value = value.map(str::trim).filter(|v| !v.is_empty());
     let value = value.ok_or(DomainError::PreconditionRequired)?;
     // `*` would match any version and defeat the point of the precondition.
@@ -339,10 +448,37 @@ pub async fn link(
 ) -> Result<ProfileRecord, DomainError> {
     validate::user_id("userId", user_id)?;
     validate::stripe_customer_id(customer)?;
-    let linked = match store.link_customer(user_id, customer).await {
+    let linked = store.link_customer(user_id, customer).await;
+    finish_link(store, user_id, customer, linked).await
+}
+
+/// Links as [`link`] does, only while the member holds no other customer (automatic links:
+/// never over an operator's); `None` when it holds one.
+pub async fn link_unlinked(
+    store: &Store,
+    user_id: &str,
+    customer: &str,
+) -> Result<Option<ProfileRecord>, DomainError> {
+    validate::user_id("userId", user_id)?;
+    validate::stripe_customer_id(customer)?;
+    match store.link_unlinked(user_id, customer).await {
+        Err(LinkError::MemberLinked) => Ok(None),
+        linked => finish_link(store, user_id, customer, linked).await.map(Some),
+    }
+}
+
+async fn finish_link(
+    store: &Store,
+    user_id: &str,
+    customer: &str,
+    linked: Result<crate::storage::profiles::Linked, LinkError>,
+) -> Result<ProfileRecord, DomainError> {
+    let linked = match linked {
         Ok(linked) => linked,
         Err(LinkError::NoMember) => return Err(DomainError::MemberNotFound),
         Err(LinkError::CustomerTaken) => return Err(DomainError::CustomerAlreadyLinked),
+        // Only `link_unlinked` refuses so, and its caller answers it.
+        Err(LinkError::MemberLinked) => return Err(DomainError::CustomerAlreadyLinked),
         Err(LinkError::Store(error)) => return Err(error.into()),
     };
     store.delete_orders_except(user_id, Some(customer)).await?;

@@ -23,8 +23,12 @@ use stripe_core::charge::ListCharge;
 use stripe_core::dispute::ListDispute;
 use stripe_core::payment_intent::{ListPaymentIntent, RetrievePaymentIntent};
 
+/// The account-wide request rate every call keeps to.
+pub mod budget;
 /// The Events list, for the daily catch-up.
 pub mod events;
+
+pub use budget::{with_patience, Patience};
 
 /// Stripe settings, resolved. `Debug` prints neither key.
 #[derive(Clone, Debug)]
@@ -41,6 +45,9 @@ pub struct StripeConfig {
     /// of its handling (or of a background reconcile). Under Lambda an invocation deadline that
     /// comes sooner wins (see [`request_deadline`]).
     pub deadline: Duration,
+    /// Requests per second across every instance (`DASHBOARD_STRIPE_MAX_RPS`); `None` sends
+    /// without a budget (tests that are not about it).
+    pub max_rps: Option<u32>,
 }
 
 tokio::task_local! {
@@ -135,6 +142,7 @@ pub struct StripeApi {
     client: std::sync::OnceLock<Result<Client, String>>,
     config: StripeConfig,
     requests: AtomicU64,
+    budget: Option<budget::RequestBudget>,
 }
 
 pub fn timestamp(seconds: i64) -> DateTime<Utc> {
@@ -145,8 +153,16 @@ pub fn timestamp(seconds: i64) -> DateTime<Utc> {
 const INTENT_EXPANSIONS: [&str; 2] = ["latest_charge", "latest_charge.refunds"];
 
 impl StripeApi {
-    pub fn new(config: StripeConfig) -> Self {
-        StripeApi { client: std::sync::OnceLock::new(), config, requests: AtomicU64::new(0) }
+    /// The client; with `config.max_rps`, every request first takes a unit of the budget kept
+    /// in `store`.
+    pub fn new(config: StripeConfig, store: &crate::storage::Store) -> Self {
+        let budget = config.max_rps.map(|rps| budget::RequestBudget::new(rps, store.clone()));
+        StripeApi {
+            client: std::sync::OnceLock::new(),
+            config,
+            requests: AtomicU64::new(0),
+            budget,
+        }
     }
 
     fn client(&self) -> Result<&Client, StripeFailure> {
@@ -190,8 +206,17 @@ impl StripeApi {
             let last = last.map(|e| format!(" (last attempt: {e})")).unwrap_or_default();
             StripeFailure::Unavailable(format!("no time left before the deadline{last}"))
         };
+        let patience = budget::current_patience();
+        if patience == Patience::Never {
+            return Err(StripeFailure::Unavailable("no Stripe request may be sent now".into()));
+        }
         let mut attempt = 0;
         loop {
+            if let Some(budget) = &self.budget {
+                // Boxed: the store call's future is large, and every Stripe call's future
+                // (nested deep in reconcile's) would carry its size otherwise.
+                Box::pin(budget.take(deadline)).await?;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left < MIN_ATTEMPT {
                 return Err(out_of_time(None));
@@ -220,7 +245,7 @@ impl StripeApi {
             if !retryable {
                 return Err(StripeFailure::Other(error.to_string()));
             }
-            if attempt >= self.config.max_attempts {
+            if attempt >= self.config.max_attempts || patience == Patience::Once {
                 return Err(StripeFailure::Unavailable(error.to_string()));
             }
             let ceiling = self.config.retry_base.saturating_mul(1 << (attempt - 1).min(6));
@@ -252,6 +277,26 @@ impl StripeApi {
             })
             .await?;
         Ok((page.data.into_iter().map(intent).collect(), page.has_more))
+    }
+
+    /// Up to `limit` ids of customers whose email is exactly `email`, newest first
+    /// (https://docs.stripe.com/api/customers/list, `email`: an exact match, case-sensitive on
+    /// Stripe's side, so `Ada@x.io` does not find `ada@x.io`). One request.
+    pub async fn customers_by_email(
+        &self,
+        email: &str,
+        limit: u8,
+    ) -> Result<Vec<String>, StripeFailure> {
+        let client = self.client()?;
+        let page = self
+            .call(|| {
+                let request = stripe_core::customer::ListCustomer::new()
+                    .email(email)
+                    .limit(i64::from(limit.clamp(1, 100)));
+                async move { request.send(client).await }
+            })
+            .await?;
+        Ok(page.data.into_iter().map(|c| c.id.to_string()).collect())
     }
 
     /// One PaymentIntent, or `None` when Stripe has no such object.

@@ -9,6 +9,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
+mod account;
+mod customers;
 mod events;
 
 #[derive(Clone)]
@@ -19,6 +21,8 @@ struct App {
 
 pub(crate) fn router(state: Arc<Mutex<State>>, secret_key: String) -> Router {
     Router::new()
+        .route("/v1/account", get(account::get_account))
+        .route("/v1/customers", get(customers::list_customers))
         .route("/v1/customers/{id}", get(get_customer))
         .route("/v1/payment_intents", get(list_payment_intents))
         .route("/v1/payment_intents/{id}", get(get_payment_intent))
@@ -88,6 +92,7 @@ async fn admit(app: &App, headers: &HeaderMap, route: &str) -> Result<(), Respon
     let (latency, fault) = {
         let mut state = app.state.lock().unwrap();
         *state.requests.entry(route.to_string()).or_default() += 1;
+        *state.per_second.entry(chrono::Utc::now().timestamp()).or_default() += 1;
         let faults = &mut state.faults;
         let fault = if faults.rate_limited > 0 {
             faults.rate_limited -= 1;
@@ -145,10 +150,9 @@ fn expand(state: &State, object: &mut Value, path: &str) {
         }
         ("charge", "refunds") => {
             let refunds: Vec<Value> = state
-                .refunds
-                .newest_first()
+                .indexes
+                .matching("refunds", &state.refunds, "charge", &id)
                 .into_iter()
-                .filter(|r| r["charge"] == id.as_str())
                 .cloned()
                 .collect();
             object["refunds"] = json!({
@@ -175,12 +179,14 @@ fn expand(state: &State, object: &mut Value, path: &str) {
 }
 
 /// A Stripe list: filters, newest first, `starting_after`, `limit`, `expand[]` on `data.*`.
+/// `name` identifies the collection to the index of `filters` (a list filtered by one of them
+/// reads only the matching objects, not the whole collection).
 fn list(
     state: &State,
-    collection: &Collection,
+    (name, collection): (&'static str, &Collection),
     params: &Params,
     url: &str,
-    filters: &[&str],
+    filters: &[&'static str],
 ) -> Response {
     let limit = match params.get("limit").map(str::parse::<usize>) {
         None => 10,
@@ -195,8 +201,12 @@ fn list(
         }
     };
     let created_gt = params.get("created[gt]").and_then(|v| v.parse::<i64>().ok());
-    let mut items: Vec<&Value> = collection
-        .newest_first()
+    let indexed = filters.iter().find_map(|f| Some((*f, params.get(f)?)));
+    let candidates = match indexed {
+        Some((field, want)) => state.indexes.matching(name, collection, field, want),
+        None => collection.newest_first(),
+    };
+    let mut items: Vec<&Value> = candidates
         .into_iter()
         .filter(|o| filters.iter().all(|f| params.get(f).is_none_or(|want| o[*f] == want)))
         .filter(|o| created_gt.is_none_or(|gt| o["created"].as_i64().unwrap_or(0) > gt))
@@ -252,7 +262,8 @@ macro_rules! list_route {
                 return response;
             }
             let state = app.state.lock().unwrap();
-            list(&state, &state.$field, &Params::parse(query), $url, &[$($filter),*])
+            let collection = (stringify!($field), &state.$field);
+            list(&state, collection, &Params::parse(query), $url, &[$($filter),*])
         }
     };
 }
@@ -305,7 +316,7 @@ async fn list_line_items(
     }
     list(
         &state,
-        &collection,
+        ("line_items", &collection),
         &Params::parse(query),
         &format!("/v1/checkout/sessions/{id}/line_items"),
         &[],

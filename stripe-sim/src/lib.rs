@@ -10,6 +10,7 @@
 //! 429s, 500s and latency.
 
 mod api;
+mod index;
 mod objects;
 
 use hmac::{Hmac, Mac};
@@ -94,9 +95,13 @@ pub(crate) struct State {
     /// Line items by checkout session id.
     pub(crate) line_items: HashMap<String, Vec<Value>>,
     pub(crate) events: Collection,
+    /// Lookups by id field and the events' order, so lists need not scan (`index.rs`).
+    pub(crate) indexes: index::Indexes,
     pub(crate) faults: Faults,
     /// API requests served (admin calls excluded), by path pattern.
     pub(crate) requests: HashMap<String, u64>,
+    /// API requests served, by the wall-clock Unix second they arrived in (rate checks).
+    pub(crate) per_second: std::collections::BTreeMap<i64, u64>,
 }
 
 impl State {
@@ -173,8 +178,20 @@ impl StripeSim {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// How many events the simulator has emitted.
+    pub fn event_count(&self) -> usize {
+        self.state.lock().unwrap().events.order.len()
+    }
+
+    /// API requests served in each wall-clock Unix second that saw any, oldest first.
+    pub fn requests_per_second(&self) -> Vec<(i64, u64)> {
+        self.state.lock().unwrap().per_second.iter().map(|(s, n)| (*s, *n)).collect()
+    }
+
     pub fn reset_request_count(&self) {
-        self.state.lock().unwrap().requests.clear();
+        let mut state = self.state.lock().unwrap();
+        state.per_second.clear();
+        state.requests.clear();
     }
 
     /// Sets the simulated clock (Unix seconds).

@@ -366,22 +366,28 @@ impl StripeSim {
         (0..orders)
             .map(|n| {
                 self.advance(1);
-                let items = [ItemSpec::new("Babes Club Tee", 1, 3000)];
-                let pi = self.create_payment_intent(customer, 3000, "usd", &items);
-                if n % 8 == 3 {
-                    self.fail(&pi);
-                }
-                self.succeed(&pi);
-                self.touch_charge(&pi, "shipped");
-                if n % 3 == 0 {
-                    self.refund(&pi, 1000);
-                }
-                if n % 10 == 0 {
-                    self.dispute(&pi);
-                }
-                pi
+                self.shop_order(customer, n)
             })
             .collect()
+    }
+
+    /// The `n`th order of [`Self::shop_orders`]' mix, at the current clock (a shop's orders
+    /// spread over many customers follow the same mix by passing their shop-wide number).
+    pub fn shop_order(&self, customer: &str, n: usize) -> String {
+        let items = [ItemSpec::new("Babes Club Tee", 1, 3000)];
+        let pi = self.create_payment_intent(customer, 3000, "usd", &items);
+        if n % 8 == 3 {
+            self.fail(&pi);
+        }
+        self.succeed(&pi);
+        self.touch_charge(&pi, "shipped");
+        if n.is_multiple_of(3) {
+            self.refund(&pi, 1000);
+        }
+        if n.is_multiple_of(10) {
+            self.dispute(&pi);
+        }
+        pi
     }
 
     /// A Stripe-side change to the latest charge that moves nothing else (`charge.updated`).

@@ -27,6 +27,7 @@ pub struct TestConfig {
     refresh_queue_url: Option<String>,
     lambda_events: bool,
     stripe_deadline: Duration,
+    stripe_max_rps: Option<u32>,
     limits: LimitsConfig,
 }
 
@@ -51,6 +52,10 @@ impl TestConfig {
             // loaded 2-core machine against moto's server can take longer than that; the tests
             // of the deadline itself set a short one.
             stripe_deadline: Duration::from_secs(90),
+            // No account-wide Stripe budget (production's is 20 a second): its counter would
+            // add a store write to every Stripe request of every test. The tests of the budget
+            // set one.
+            stripe_max_rps: None,
             // Generous budgets: tests write one member's profile many times a minute (twenty
             // writers at once, for one) and read dozens of uncached orders; `tests/tests/limits.rs`
             // sets the production figures where they are the subject. Unknown order ids are
@@ -108,6 +113,12 @@ impl TestConfig {
         self
     }
 
+    /// Stripe requests per second across instances (`DASHBOARD_STRIPE_MAX_RPS`).
+    pub fn stripe_max_rps(mut self, per_second: u32) -> Self {
+        self.stripe_max_rps = Some(per_second);
+        self
+    }
+
     /// Per-member limits (`DASHBOARD_ORDER_LOOKUPS_PER_MINUTE` and the rest).
     pub fn limits(mut self, limits: LimitsConfig) -> Self {
         self.limits = limits;
@@ -142,6 +153,7 @@ impl TestConfig {
                 retry_base: Duration::from_millis(5),
                 max_attempts: 8,
                 deadline: self.stripe_deadline,
+                max_rps: self.stripe_max_rps,
             }),
             orders: OrdersConfig {
                 stale_after: self.stale_after,

@@ -50,6 +50,8 @@ pub struct Options {
     pub lambda_events: bool,
     /// Each request's Stripe deadline (default: 90 s; production's is 25 s).
     pub stripe_deadline: Option<Duration>,
+    /// Stripe requests per second across instances (default: no budget; production's is 20).
+    pub stripe_max_rps: Option<u32>,
     /// Per-member limits (default: production's, but 1,000 order look-ups and profile writes
     /// a minute).
     pub limits: Option<dashboard_server::storage::limits::LimitsConfig>,
@@ -123,6 +125,9 @@ impl TestServer {
         }
         if let Some(deadline) = options.stripe_deadline {
             config = config.stripe_deadline(deadline);
+        }
+        if let Some(per_second) = options.stripe_max_rps {
+            config = config.stripe_max_rps(per_second);
         }
         if let Some(limits) = options.limits.clone() {
             config = config.limits(limits);

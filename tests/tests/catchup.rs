@@ -246,3 +246,49 @@ async fn a_run_that_stripe_fails_is_retried_and_loses_nothing() {
     assert_eq!(page.items.len(), 2);
     server.stop().await;
 }
+
+/// A webhook event deferred to the worker whose message never arrives (a lost batch, the
+/// dead-letter queue) stays pending in the ledger, and the next catch-up applies it: the
+/// ledger lets pending events through.
+#[tokio::test]
+async fn an_event_deferred_and_never_applied_is_applied_by_the_next_catch_up() {
+    let sqs = dashboard_tests::aws::AwsStandIn::sqs().await;
+    // nextest runs each test in its own process, so these settings touch no other test.
+    std::env::set_var("AWS_ENDPOINT_URL_SQS", &sqs.url);
+    std::env::set_var("AWS_REGION", "us-east-1");
+    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    let server = TestServer::start_with(Options {
+        refresh_queue_url: Some(format!("{}/123456789012/dashboard-refresh", sqs.url)),
+        lambda_events: true,
+        ..Default::default()
+    })
+    .await;
+    let (client, customer) = server.linked_member("lost-message").await;
+    let now = Utc::now().timestamp();
+    put_checkpoint(&server, now - 3_600).await;
+    server.stripe.set_clock(now - 1_800);
+    let pi =
+        server.stripe.create_payment_intent(&customer, 700, "usd", &[ItemSpec::new("Pin", 1, 700)]);
+    server.stripe.succeed(&pi);
+    let event = server.stripe.events().into_iter().find(|e| e["type"] == "charge.succeeded");
+    let event_id = event.unwrap()["id"].as_str().unwrap().to_string();
+    server.stripe.inject(Faults { server_errors: u32::MAX, ..Default::default() });
+    let delivery = server.stripe.deliver(&event_id).await;
+    assert_eq!((delivery.status, delivery.outcome()), (200, "queued"), "{delivery:?}");
+    assert_eq!(sqs.calls().len(), 1, "sent to the worker, which never receives it");
+    server.stripe.inject(Faults::default());
+
+    let report = run_schedule(&server).await;
+
+    assert_eq!(report["mode"], "catch_up", "{report}");
+    // The pending event is applied, not dropped as already seen.
+    assert_eq!(count(&report["duplicates"]), 0, "{report}");
+    assert_eq!(count(&report["applied"]), count(&report["events"]), "{report}");
+    let order = client.get_order(&pi).await.unwrap().into_inner();
+    assert_eq!(order.status, OrderStatus::Succeeded);
+    let again = server.stripe.deliver(&event_id).await;
+    assert_eq!((again.status, again.outcome()), (200, "duplicate"));
+    server.stop().await;
+}

@@ -182,3 +182,59 @@ async fn stale_listings_queue_their_refresh_and_the_worker_runs_it() {
     assert_eq!(page.items.len(), 1);
     server.stop().await;
 }
+
+/// On Lambda a webhook that cannot be applied now (Stripe is down) is stored, acknowledged as
+/// `queued` and sent to the worker, which applies it from the ledger once Stripe answers.
+#[tokio::test]
+async fn a_deferred_webhook_event_reaches_the_worker_through_the_queue() {
+    let sqs = AwsStandIn::sqs().await;
+    // nextest runs each test in its own process, so these settings touch no other test.
+    std::env::set_var("AWS_ENDPOINT_URL_SQS", &sqs.url);
+    std::env::set_var("AWS_REGION", "us-east-1");
+    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    let queue_url = format!("{}/123456789012/dashboard-refresh", sqs.url);
+    let server = TestServer::start_with(Options {
+        refresh_queue_url: Some(queue_url.clone()),
+        lambda_events: true,
+        ..Default::default()
+    })
+    .await;
+    let (client, customer) = server.linked_member("deferred").await;
+    let pi =
+        server.stripe.create_payment_intent(&customer, 900, "usd", &[ItemSpec::new("Pin", 1, 900)]);
+    server.stripe.succeed(&pi);
+    // A charge as the first sighting of its order needs Stripe, which is down.
+    let event = server.stripe.events().into_iter().find(|e| e["type"] == "charge.succeeded");
+    let event_id = event.unwrap()["id"].as_str().unwrap().to_string();
+    server.stripe.inject(stripe_sim::Faults { server_errors: u32::MAX, ..Default::default() });
+    let delivery = server.stripe.deliver(&event_id).await;
+    assert_eq!((delivery.status, delivery.outcome()), (200, "queued"), "{delivery:?}");
+    let sent = sqs.calls();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].request["QueueUrl"], queue_url.as_str());
+    let body = sent[0].request["MessageBody"].as_str().unwrap().to_string();
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({ "eventId": event_id }));
+    // Nothing was applied in process.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(client.get_sync_status().await.unwrap().into_inner().last_webhook.is_none());
+
+    // The worker's batch while Stripe is still down: the record fails and SQS keeps it.
+    let batch =
+        json!({ "Records": [{ "messageId": "m-1", "eventSource": "aws:sqs", "body": body }] });
+    let (status, answer) = post(&server, &batch, Some("null")).await;
+    assert_eq!(
+        (status, answer),
+        (200, json!({ "batchItemFailures": [{ "itemIdentifier": "m-1" }] }))
+    );
+    // Stripe is back: the redelivered record applies the event, once.
+    server.stripe.inject(stripe_sim::Faults::default());
+    let (status, answer) = post(&server, &batch, Some("null")).await;
+    assert_eq!((status, answer), (200, json!({ "batchItemFailures": [] })));
+    let order = client.get_order(&pi).await.unwrap().into_inner();
+    assert_eq!(order.status, dashboard_client::types::OrderStatus::Succeeded);
+    let again = server.stripe.deliver(&event_id).await;
+    assert_eq!((again.status, again.outcome()), (200, "duplicate"));
+    server.stop().await;
+}

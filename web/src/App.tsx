@@ -3,6 +3,7 @@ import {
   DashboardApiError,
   DashboardClient,
   formatMoney,
+  type ErasureReport,
   type Order,
   type OrderStatus,
   type OrderSummary,
@@ -22,16 +23,29 @@ export function App() {
     () => new DashboardClient({ baseUrl: window.location.origin, token: () => token }),
     [token],
   );
+  // Said on the sign-in view after the member erased their data.
+  const [notice, setNotice] = useState<string | null>(null);
   const signOut = useCallback(() => {
     localStorage.removeItem(TOKEN_KEY);
     setToken(null);
   }, []);
+  const onErased = useCallback(
+    (report: ErasureReport) => {
+      const orders = report.ordersRemoved === 1 ? "1 cached order" : `${report.ordersRemoved} cached orders`;
+      setNotice(`Your dashboard data was erased: your profile and ${orders}. ${report.retained}`);
+      setView({ name: "orders" });
+      signOut();
+    },
+    [signOut],
+  );
 
   if (!token) {
     return (
       <SignIn
+        notice={notice}
         onToken={(t) => {
           localStorage.setItem(TOKEN_KEY, t);
+          setNotice(null);
           setToken(t);
         }}
       />
@@ -52,7 +66,7 @@ export function App() {
         </nav>
       </header>
       <main>
-        {view.name === "profile" && <ProfileView client={client} onUnauthorized={signOut} />}
+        {view.name === "profile" && <ProfileView client={client} onUnauthorized={signOut} onErased={onErased} />}
         {view.name === "orders" && (
           <OrdersView client={client} onOpen={(orderId) => setView({ name: "order", orderId })} onUnauthorized={signOut} />
         )}
@@ -64,7 +78,7 @@ export function App() {
   );
 }
 
-function SignIn({ onToken }: { onToken: (token: string) => void }) {
+function SignIn({ notice, onToken }: { notice: string | null; onToken: (token: string) => void }) {
   const [pasted, setPasted] = useState("");
   const [devAvailable, setDevAvailable] = useState(false);
   const [error, setError] = useState<string | null>(null);
@@ -83,6 +97,11 @@ function SignIn({ onToken }: { onToken: (token: string) => void }) {
   return (
     <main className="signin">
       <h1>Babes Club member dashboard</h1>
+      {notice && (
+        <p role="status" className="notice ok">
+          {notice}
+        </p>
+      )}
       <form
         onSubmit={(e) => {
           e.preventDefault();
@@ -117,7 +136,15 @@ function describe(error: unknown): string {
 type FieldErrors = Record<string, string>;
 type Address = NonNullable<ProfileUpdate["shippingAddress"]>;
 
-function ProfileView({ client, onUnauthorized }: { client: DashboardClient; onUnauthorized: () => void }) {
+function ProfileView({
+  client,
+  onUnauthorized,
+  onErased,
+}: {
+  client: DashboardClient;
+  onUnauthorized: () => void;
+  onErased: (report: ErasureReport) => void;
+}) {
   const [profile, setProfile] = useState<Profile | null>(null);
   const [etag, setEtag] = useState("");
   const [draft, setDraft] = useState<ProfileUpdate | null>(null);
@@ -205,8 +232,112 @@ function ProfileView({ client, onUnauthorized }: { client: DashboardClient; onUn
         </fieldset>
         <button type="submit">Save profile</button>
       </form>
+      <YourData client={client} etag={etag} onUnauthorized={onUnauthorized} onErased={onErased} onStale={load} />
     </section>
   );
+}
+
+/** The member's data rights: download everything the dashboard keeps, or erase it. */
+function YourData({
+  client,
+  etag,
+  onUnauthorized,
+  onErased,
+  onStale,
+}: {
+  client: DashboardClient;
+  etag: string;
+  onUnauthorized: () => void;
+  onErased: (report: ErasureReport) => void;
+  onStale: () => Promise<void>;
+}) {
+  const [busy, setBusy] = useState<"export" | "erase" | null>(null);
+  const [confirming, setConfirming] = useState(false);
+  const [message, setMessage] = useState<{ kind: "ok" | "error"; text: string } | null>(null);
+
+  const exportData = async () => {
+    setBusy("export");
+    setMessage(null);
+    try {
+      const data = await client.exportAll();
+      download(`babes-club-export-${data.exportedAt.slice(0, 10)}.json`, data);
+      setMessage({ kind: "ok", text: `Your data was downloaded (${data.orders.length} orders).` });
+    } catch (e) {
+      if (e instanceof DashboardApiError && e.status === 401) return onUnauthorized();
+      setMessage({ kind: "error", text: describe(e) });
+    } finally {
+      setBusy(null);
+    }
+  };
+
+  const erase = async () => {
+    setBusy("erase");
+    setMessage(null);
+    try {
+      // The member confirmed this version of the profile: a change made meanwhile is 412.
+      onErased(await client.eraseProfile(etag));
+    } catch (e) {
+      setBusy(null);
+      setConfirming(false);
+      if (e instanceof DashboardApiError && e.status === 401) return onUnauthorized();
+      if (e instanceof DashboardApiError && e.status === 412) {
+        setMessage({ kind: "error", text: "Your profile was changed somewhere else. Check it, then erase again." });
+        return void onStale();
+      }
+      setMessage({ kind: "error", text: describe(e) });
+    }
+  };
+
+  return (
+    <section aria-labelledby="data-heading" className="your-data">
+      <h3 id="data-heading">Your data</h3>
+      {message && (
+        <p role={message.kind === "ok" ? "status" : "alert"} className={`notice ${message.kind}`}>
+          {message.text}
+        </p>
+      )}
+      <div className="actions">
+        <button className="secondary" onClick={() => void exportData()} disabled={busy !== null} aria-busy={busy === "export"}>
+          {busy === "export" ? "Preparing your export…" : "Export my data"}
+        </button>
+        {!confirming && (
+          <button className="danger" onClick={() => setConfirming(true)} disabled={busy !== null}>
+            Erase my dashboard data
+          </button>
+        )}
+      </div>
+      {confirming && (
+        <div role="alertdialog" aria-labelledby="erase-heading" aria-describedby="erase-text" className="confirm">
+          <h4 id="erase-heading">Erase your dashboard data?</h4>
+          <p id="erase-text">
+            This deletes your dashboard profile, your order history here and the link to your Stripe customer, and signs
+            you out. Stripe's own records of your payments are not touched. It cannot be undone.
+          </p>
+          <div className="actions">
+            <button className="danger" onClick={() => void erase()} disabled={busy !== null} aria-busy={busy === "erase"}>
+              Yes, erase my data
+            </button>
+            <button className="secondary" onClick={() => setConfirming(false)} disabled={busy !== null}>
+              Cancel
+            </button>
+          </div>
+        </div>
+      )}
+    </section>
+  );
+}
+
+/** Saves `value` as a JSON file through the browser's download. */
+function download(name: string, value: unknown) {
+  const url = URL.createObjectURL(new Blob([JSON.stringify(value, null, 2)], { type: "application/json" }));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  // Revoked a little later: revoking at once can cancel a download the browser has not read yet.
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
 function Field({ name, label, error, children }: { name: string; label: string; error?: string; children: React.ReactNode }) {

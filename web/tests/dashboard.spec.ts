@@ -1,7 +1,9 @@
+import { readFile } from "node:fs/promises";
 import { expect, test, type Page } from "@playwright/test";
 
 // Runs against the real Rust server on its development default (embedded store, Stripe
 // simulator with the demo member's orders), behind `vite preview`. `cargo xtask test` starts both.
+// They run in this order on one server: the erasure test goes last, as it removes the demo data.
 
 const shots = "../target/playwright/screenshots";
 
@@ -108,4 +110,74 @@ test("works at phone width", async ({ page }) => {
   const width = await page.evaluate(() => document.documentElement.scrollWidth);
   expect(width).toBeLessThanOrEqual(375);
   await page.screenshot({ path: `${shots}/orders-phone.png`, fullPage: true });
+});
+
+test("export my data: one JSON file with the profile and every order", async ({ page }) => {
+  // The server pages at 100 orders and the demo member has 32: split its one page in two, so
+  // the download proves the dashboard follows `nextPageToken`.
+  let rest: unknown[] = [];
+  await page.route("**/dashboard/export*", async (route) => {
+    const url = new URL(route.request().url());
+    if (url.searchParams.get("pageToken") === "test-page-2") {
+      return route.fulfill({ json: { exportedAt: new Date().toISOString(), orders: rest } });
+    }
+    const response = await route.fetch();
+    const page1 = (await response.json()) as { orders: unknown[]; nextPageToken?: string | null };
+    expect(page1.nextPageToken ?? null).toBeNull();
+    rest = page1.orders.splice(page1.orders.length / 2);
+    return route.fulfill({ response, json: { ...page1, nextPageToken: "test-page-2" } });
+  });
+  await signIn(page);
+  await page.getByRole("button", { name: "Profile" }).click();
+  await expect(page.getByRole("heading", { name: "Your data" })).toBeVisible();
+
+  const downloading = page.waitForEvent("download");
+  await page.getByRole("button", { name: "Export my data" }).click();
+  const download = await downloading;
+  expect(download.suggestedFilename()).toMatch(/^babes-club-export-\d{4}-\d\d-\d\d\.json$/);
+  const data = JSON.parse(await readFile(await download.path(), "utf8"));
+  expect(data.profile.userId).toBe("demo-member");
+  expect(data.profile.email).toBeTruthy();
+  expect(data.syncStatus).toBeTruthy();
+  expect(data.auditHistory).toContain("logs");
+  expect(data).not.toHaveProperty("nextPageToken");
+  const ids: string[] = data.orders.map((o: { orderId: string }) => o.orderId);
+  expect(ids).toHaveLength(32);
+  expect(new Set(ids).size).toBe(32);
+  // Each order with its timeline, as the order view shows it.
+  expect(data.orders.every((o: { charges: unknown[] }) => Array.isArray(o.charges))).toBe(true);
+  expect(data.orders.some((o: { refunds: unknown[] }) => o.refunds.length > 0)).toBe(true);
+  await expect(page.getByRole("status")).toHaveText("Your data was downloaded (32 orders).");
+  await page.screenshot({ path: `${shots}/export.png`, fullPage: true });
+});
+
+test("erase my dashboard data: confirmed, signed out, and a fresh profile after", async ({ page }) => {
+  await signIn(page);
+  await page.getByRole("button", { name: "Profile" }).click();
+  await expect(page.locator(".muted", { hasText: "Member id" })).toContainText("32 orders");
+
+  // Cancelling the confirmation erases nothing.
+  await page.getByRole("button", { name: "Erase my dashboard data" }).click();
+  const confirm = page.getByRole("alertdialog", { name: "Erase your dashboard data?" });
+  await expect(confirm).toContainText("Stripe's own records");
+  await confirm.getByRole("button", { name: "Cancel" }).click();
+  await expect(confirm).toBeHidden();
+
+  await page.getByRole("button", { name: "Erase my dashboard data" }).click();
+  await page.screenshot({ path: `${shots}/erase-confirm.png`, fullPage: true });
+  await confirm.getByRole("button", { name: "Yes, erase my data" }).click();
+
+  // Signed out: the token is gone and the sign-in view says what stayed.
+  await expect(page.getByLabel("Access token")).toBeVisible();
+  await expect(page.getByRole("status")).toContainText("Your dashboard data was erased");
+  await expect(page.getByRole("status")).toContainText("Stripe's own records");
+  expect(await page.evaluate(() => localStorage.getItem("dashboard.token"))).toBeNull();
+  await page.screenshot({ path: `${shots}/erased.png`, fullPage: true });
+
+  // Signing in again starts a fresh profile: no orders, nothing of the edited profile.
+  await signIn(page);
+  await expect(page.locator("p.empty")).toHaveText("No orders yet.");
+  await page.getByRole("button", { name: "Profile" }).click();
+  await expect(page.locator(".muted", { hasText: "Member id" })).toContainText("0 orders");
+  await expect(page.getByLabel("Display name")).toHaveValue("");
 });

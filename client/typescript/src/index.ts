@@ -4,7 +4,8 @@
  * `schema.d.ts` is generated from the checked-in `openapi/dashboard.json` by openapi-typescript
  * (`npm run generate`; `npm run check` fails when it is out of date). This file is the thin,
  * hand-written layer on top of openapi-fetch: base URL, bearer token provider, one error type
- * that exposes the API's stable `error_code`, and an async iterator over paginated orders.
+ * that exposes the API's stable `error_code`, an async iterator over paginated orders, and the
+ * member's export (collected across its pages) and erasure.
  */
 import createClient, { type Client } from "openapi-fetch";
 import type { components, operations, paths } from "./schema";
@@ -22,6 +23,10 @@ export type Order = Schemas["Order"];
 export type OrderStatus = Schemas["OrderStatus"];
 export type SyncStatus = Schemas["SyncStatus"];
 export type ApiErrorBody = Schemas["ApiError"];
+export type ExportPage = Schemas["ExportPage"];
+/** The member's whole export: the first page's profile, sync status and audit note, every page's orders. */
+export type DashboardExport = Omit<ExportPage, "nextPageToken">;
+export type ErasureReport = Schemas["ErasureReport"];
 export type OrderFilters = Omit<
   NonNullable<operations["list_orders"]["parameters"]["query"]>,
   "page_token" | "limit"
@@ -145,6 +150,40 @@ export class DashboardClient {
 
   async getSyncStatus(): Promise<SyncStatus> {
     const { data, error, response } = await this.raw.GET("/dashboard/sync-status");
+    return unwrap(data, error, response);
+  }
+
+  /** One page of the member's data export: the first without `pageToken`, then each `nextPageToken`. */
+  async exportPage(pageToken?: string): Promise<ExportPage> {
+    const query = pageToken ? { pageToken } : {};
+    const { data, error, response } = await this.raw.GET("/dashboard/export", { params: { query } });
+    return unwrap(data, error, response);
+  }
+
+  /**
+   * The member's whole export as one document, following `nextPageToken` page by page (the
+   * server pages it to keep each response small; a member with many orders makes many requests).
+   */
+  async exportAll(): Promise<DashboardExport> {
+    const { nextPageToken, ...first } = await this.exportPage();
+    const orders = [...first.orders];
+    for (let token = nextPageToken; token; ) {
+      const page = await this.exportPage(token);
+      orders.push(...page.orders);
+      token = page.nextPageToken;
+    }
+    return { ...first, orders };
+  }
+
+  /**
+   * Erases the member's dashboard data (profile, cached orders, Stripe customer link; Stripe's
+   * own records stay). `etag` as for `updateProfile`; an erasure that was interrupted is
+   * completed whatever `etag` says. The next `getProfile` starts a fresh profile.
+   */
+  async eraseProfile(etag: string): Promise<ErasureReport> {
+    const { data, error, response } = await this.raw.DELETE("/dashboard/profile", {
+      params: { header: { "If-Match": etag } },
+    });
     return unwrap(data, error, response);
   }
 }

@@ -4,6 +4,26 @@
  */
 
 export interface paths {
+    "/dashboard/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export the signed-in member's data (GDPR art. 15 and 20), one page at a time.
+         * @description Paged, so that each response stays far below the 6 MB response limit of the function whatever the number of orders: a page holds at most 100 orders and stops adding orders once it passes about 2 MB of JSON (one cached order is at most about 400 KB). The first page adds the profile, the sync status and a note on the audit history (kept in the service's logs, not in the store). Follow `nextPageToken` until it is absent; the pages together hold every cached order exactly once. Only the token's own member's data; a member without a profile, or whose profile is being erased, gets 404 `member_not_found`.
+         */
+        get: operations["get_export"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/dashboard/orders": {
         parameters: {
             query?: never;
@@ -62,7 +82,13 @@ export interface paths {
          */
         put: operations["put_profile"];
         post?: never;
-        delete?: never;
+        /**
+         * Erase the signed-in member's dashboard data (GDPR art. 17).
+         * @description Removes the profile, every cached order and the link to a Stripe customer. Stripe's own records (customer, payments) are untouched; the masked audit log records stay for their retention; per-member rate-limit counters expire within minutes. The report says so. Only the token's own member can be erased, at most as often as profile writes (429 `rate_limited`).
+         *
+         *     `If-Match` with the profile's `ETag` is required (428 `precondition_required` without, 412 `precondition_failed` when stale). The profile is first marked as being erased, and from then on reads answer 404 `member_not_found` (the orders listing is empty); then the orders are deleted in batches and the profile last. If that is interrupted, another `DELETE` completes it: on a profile being erased `If-Match` is not needed (the member already confirmed the version they erase), any value is ignored. No profile: 404 `member_not_found`. The next `GET /dashboard/profile` starts a fresh profile.
+         */
+        delete: operations["delete_profile"];
         options?: never;
         head?: never;
         /**
@@ -232,7 +258,7 @@ export interface components {
              *     - `invalid_user_id`: 400, a `userId` that is not 1 to 128 characters without control characters (admin endpoints).
              *     - `invalid_stripe_customer_id`: 400, `stripeCustomerId` is not `cus_` and 1 to 64 letters or digits.
              *     - `forbidden`: 403, an admin endpoint called by a member outside the admin group or an operator token without the admin scope, or a member's endpoint called with the operator client's token.
-             *     - `member_not_found`: 404, no member with this user id has a profile (admin linking).
+             *     - `member_not_found`: 404, no member with this user id has a profile (admin linking), or the signed-in member has none to export or erase, or it is being erased (every read of it until the erasure completes).
              *     - `customer_already_linked`: 409, the Stripe customer is already linked to another member.
              *     - `not_found`: 404, Dropshot's own not-found error, should one reach an endpoint (none does with Dropshot 0.18; an unknown path gets Dropshot's body, without a code).
              *     - `method_not_allowed`: 405, Dropshot's own method-not-allowed error, should one reach an endpoint (none does with Dropshot 0.18).
@@ -249,6 +275,18 @@ export interface components {
              * @description For 503 and 429: how many seconds to wait before retrying.
              */
             retry_after_seconds?: number | null;
+        };
+        /** @description What the first link by verified email did. It is tried at most once per member. */
+        AutoLink: {
+            /**
+             * Format: date-time
+             * @description When it was tried.
+             */
+            at: string;
+            /** @description `linked` (exactly one Stripe customer has the member's verified email and nobody held it), `none` (no customer has it), `several` (more than one has it), `taken` (another member holds the one that has it), `failed` (Stripe or the store could not answer), `already_linked` (support linked the member while it was tried; that link stands), `pending` (being tried now). New outcomes may be added; treat one you do not know as not linked. */
+            outcome: string;
+            /** @description A sentence for people saying why, chosen by `outcome`. */
+            reason: string;
         };
         /** @description Dashboard preferences. In an update every member must be sent. */
         DashboardSettings: {
@@ -277,6 +315,55 @@ export interface components {
             ordersPageSize?: number;
             /** @description Colour theme. */
             theme?: components["schemas"]["Theme"];
+        };
+        /** @description What erasing the member's dashboard data removed. */
+        ErasureReport: {
+            /**
+             * Format: uint64
+             * @description Links to a Stripe customer removed (0 or 1).
+             */
+            customerLinksRemoved: number;
+            /**
+             * Format: date-time
+             * @description When the erasure completed.
+             */
+            erasedAt: string;
+            /**
+             * Format: uint64
+             * @description Cached order snapshots removed.
+             */
+            ordersRemoved: number;
+            /**
+             * Format: uint64
+             * @description Profiles removed (1).
+             */
+            profilesRemoved: number;
+            /** @description True when this request completed an erasure that an earlier one started (the counts are then what this request removed). */
+            resumed: boolean;
+            /** @description What the erasure leaves: Stripe's own records, the masked audit log records, and the per-member rate-limit counters, which expire within minutes. */
+            retained: string;
+        };
+        /**
+         * @description One page of the member's data export.
+         *
+         *     The first page holds the profile, the sync status and the note on the audit history; every page holds a share of the cached orders, each with its whole timeline (items, shipping, charges, refunds, disputes). The pages together hold every cached order exactly once.
+         */
+        ExportPage: {
+            /** @description Where the history of the member's own profile changes is kept (first page only). It is not in the store, so it is not part of the export: the text says where it is. */
+            auditHistory?: string | null;
+            /**
+             * Format: date-time
+             * @description When this page was read.
+             */
+            exportedAt: string;
+            /** @description Token of the next page; absent on the last page. */
+            nextPageToken?: string | null;
+            /** @description Cached orders, by order id. */
+            orders: components["schemas"]["Order"][];
+            /** @description The member's profile (first page only). */
+            profile?: components["schemas"]["Profile"] | null;
+            /** @description How the order history is kept in step with Stripe (first page only). */
+            syncStatus?: components["schemas"]["SyncStatus"] | null;
         };
         /** @description Liveness report. */
         Health: {
@@ -681,6 +768,8 @@ export interface components {
         };
         /** @description How a member's order history is kept fresh. */
         SyncStatus: {
+            /** @description The first link by verified email (`DASHBOARD_AUTO_LINK=verified-email`), once tried: absent when the server does not link by email or has not tried for this member. */
+            autoLink?: components["schemas"]["AutoLink"] | null;
             /** @description The last sync failure, if it is more recent than the last success. */
             lastError?: components["schemas"]["SyncError"] | null;
             /** @description The last completed reconcile. */
@@ -696,7 +785,7 @@ export interface components {
         WebhookAck: {
             /** @description The event id. */
             eventId: string;
-            /** @description `applied`, `duplicate`, `ignored` (type not handled) or `unlinked` (no member for the customer). */
+            /** @description `applied`, `duplicate`, `ignored` (type not handled), `unlinked` (no member for the customer) or `queued` (stored, and applied once Stripe and the server's Stripe request budget allow: it needs a Stripe read that cannot be made now). */
             outcome: string;
         };
         /** @description A webhook event that changed a member's orders. */
@@ -730,6 +819,31 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    get_export: {
+        parameters: {
+            query?: {
+                /** @description `nextPageToken` of the previous page; absent for the first page. A token that is not one the server issued is 400 `invalid_page_token`. */
+                pageToken?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description successful operation */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportPage"];
+                };
+            };
+            "4XX": components["responses"]["ApiError"];
+            "5XX": components["responses"]["ApiError"];
+        };
+    };
     list_orders: {
         parameters: {
             query?: {
@@ -837,6 +951,31 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Profile"];
+                };
+            };
+            "4XX": components["responses"]["ApiError"];
+            "5XX": components["responses"]["ApiError"];
+        };
+    };
+    delete_profile: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The `ETag` of the profile version this update was based on (as `GET /dashboard/profile` sent it). Missing, empty or `*`: 428 `precondition_required`; not the current version: 412 `precondition_failed`. */
+                "If-Match": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description successful operation */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErasureReport"];
                 };
             };
             "4XX": components["responses"]["ApiError"];

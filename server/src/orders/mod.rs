@@ -14,10 +14,13 @@
 //! apply).
 
 pub mod catchup;
+mod ledger;
 mod read;
 mod reconcile;
 pub mod snapshot;
 mod webhook;
+
+pub(crate) use read::order;
 
 use crate::cursor::CursorKey;
 use crate::error::DomainError;
@@ -57,6 +60,8 @@ pub struct OrderService {
     /// it, and without it the member's cached order cannot be found without asking Stripe.
     /// A PaymentIntent's customer does not change once set; a miss costs a re-fetch.
     intent_customers: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Webhook events waiting for the Stripe budget in this process (`ledger`).
+    deferred: ledger::Deferred,
     log: Logger,
 }
 
@@ -98,6 +103,7 @@ impl OrderService {
             cursor: CursorKey::new(secrecy::ExposeSecret::expose_secret(&config.cursor_key)),
             config,
             intent_customers: std::sync::Mutex::default(),
+            deferred: ledger::Deferred::default(),
             log,
         }
     }
@@ -105,6 +111,11 @@ impl OrderService {
     /// The per-member limits' settings.
     pub fn limits(&self) -> &crate::storage::limits::LimitsConfig {
         &self.config.limits
+    }
+
+    /// The Stripe client (the first link by verified email looks customers up through it).
+    pub fn stripe(&self) -> &StripeApi {
+        &self.stripe
     }
 
     /// Asks for a refresh of the member's stale orders, at most once per freshness window

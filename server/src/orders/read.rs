@@ -174,8 +174,31 @@ impl OrderService {
             last_webhook: profile.last_webhook,
             last_reconcile: profile.last_reconcile,
             last_error: profile.last_sync_error.map(sync_error),
+            auto_link: profile.auto_link.map(auto_link),
         })
     }
+}
+
+/// What a member sees of the first link by verified email: the outcome and a sentence chosen
+/// by it alone (the customer id is in the sync status only once linked).
+fn auto_link(record: crate::storage::profiles::AutoLinkRecord) -> dashboard_api::AutoLink {
+    use crate::profiles::auto_link_outcome as outcome;
+    let reason = match record.outcome.as_str() {
+        outcome::LINKED => "Your verified email matched exactly one customer, now linked.",
+        outcome::NONE => "No customer has your verified email; support can link one for you.",
+        outcome::SEVERAL => {
+            "Several customers have your verified email, so none was linked; support can link \
+             the right one."
+        }
+        outcome::TAKEN => {
+            "The customer with your verified email is linked to another member, so it was not \
+             linked; please contact support."
+        }
+        outcome::PENDING => "Looking for a customer with your verified email.",
+        outcome::ALREADY_LINKED => "Your account was linked to a customer by support meanwhile.",
+        _ => "The customer look-up could not be completed; support can link one for you.",
+    };
+    dashboard_api::AutoLink { at: record.at, outcome: record.outcome, reason: reason.to_string() }
 }
 
 /// What a member sees of a stored sync failure: its code, and a sentence chosen by the code
@@ -224,7 +247,8 @@ fn summary(record: &OrderSummaryRecord) -> OrderSummary {
     }
 }
 
-fn order(record: OrderRecord) -> Order {
+/// A cached order on the wire, with its whole timeline (the detail, the export).
+pub(crate) fn order(record: OrderRecord) -> Order {
     Order {
         order_id: record.order_id,
         order_number: record.order_number,

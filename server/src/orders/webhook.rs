@@ -6,19 +6,23 @@
 use super::snapshot::{build, plan, Plan};
 use super::{Extras, OrderService, Outcome, WRITE_ATTEMPTS};
 use crate::error::DomainError;
+use crate::storage::events::Received;
 use crate::storage::profiles::SyncMeta;
 use crate::storage::StoreError;
-use crate::stripe::Payload;
+use crate::stripe::{with_patience, Payload};
 use chrono::Utc;
 use dashboard_api::{WebhookAck, WebhookApplied};
 use serde_json::Value;
 use slog::info;
+use std::sync::Arc;
 
 impl OrderService {
-    /// Verifies, de-duplicates and applies one Stripe event. Nothing is acknowledged that was
-    /// not stored: any failure is an error, which the handler turns into a 5xx.
+    /// Verifies and applies one Stripe event, or stores it and defers it when applying it now
+    /// would need a Stripe read that the budget or Stripe refuses (see `ledger`). Nothing is
+    /// acknowledged that was not stored (its effect and its ledger record, or the event itself
+    /// as pending): a failure to store is an error, which the handler turns into a 5xx.
     pub async fn webhook(
-        &self,
+        self: &Arc<Self>,
         payload: &[u8],
         signature: Option<&str>,
     ) -> Result<WebhookAck, DomainError> {
@@ -44,8 +48,36 @@ impl OrderService {
         // The signature was checked over these exact bytes, so the JSON is Stripe's.
         let raw: Value = serde_json::from_str(payload)
             .map_err(|_| DomainError::InvalidWebhookSignature("unparseable event"))?;
-        let outcome = self.apply_event(&event_id, &event_type, &raw["data"]["object"]).await?;
-        Ok(WebhookAck { event_id, outcome: outcome.into() })
+        let object = &raw["data"]["object"];
+        let ack =
+            |outcome: &str| WebhookAck { event_id: event_id.clone(), outcome: outcome.into() };
+        let Some(intent_id) = intent_of(&event_type, object) else {
+            return Ok(ack("ignored"));
+        };
+        if self.store.event_seen(&event_id).await? {
+            return Ok(ack("duplicate"));
+        }
+        let work = self.apply(&event_id, &event_type, object, &intent_id);
+        match with_patience(self.webhook_patience(), work).await {
+            // Its effect is stored: the ledger says so before the answer.
+            Ok(outcome) => {
+                self.store.record_event(&event_id, &event_type, outcome).await?;
+                Ok(ack(outcome))
+            }
+            // Stored with its object before the answer, then applied later.
+            Err(error) if Self::deferrable(&error) => {
+                let stored = object.to_string();
+                match self.store.receive_event(&event_id, &event_type, &intent_id, &stored).await? {
+                    Received::Done => return Ok(ack("duplicate")),
+                    Received::New | Received::Pending => {}
+                }
+                self.defer(&event_id).await?;
+                info!(self.log, "webhook deferred"; "event_id" => &event_id,
+                    "event_type" => &event_type, "reason" => error.to_string());
+                Ok(ack("queued"))
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// Applies one event Stripe vouches for (a webhook whose signature was verified, or an
@@ -70,7 +102,7 @@ impl OrderService {
 
     /// Applies the event's own object to the cached snapshot (see [`plan`]); asks Stripe only
     /// when the object cannot be ordered against the cache or does not say enough.
-    async fn apply(
+    pub(super) async fn apply(
         &self,
         event_id: &str,
         event_type: &str,
@@ -177,7 +209,7 @@ impl OrderService {
 
     /// Applies the event from Stripe's current state: the PaymentIntent re-fetched with its
     /// charges (and disputes and Checkout items when needed).
-    async fn apply_refetched(
+    pub(super) async fn apply_refetched(
         &self,
         event_id: &str,
         event_type: &str,

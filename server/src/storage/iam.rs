@@ -54,6 +54,8 @@ pub const API_FUNCTION: &[Grant] = &[
     table(USER_PROFILES, "dynamodb:GetItem"),
     // Store::create_profile (profiles::get_or_create, first sign-in).
     table(USER_PROFILES, "dynamodb:PutItem"),
+    // Store::delete_erasing_profile (DELETE /dashboard/profile, the erasure's last step).
+    table(USER_PROFILES, "dynamodb:DeleteItem"),
     // Store::claim_refresh and Store::release_refresh (a stale listing requests its refresh
     // once per window), Store::update_profile (PUT /dashboard/profile), the profile `Update` in
     // Store::link_customer's TransactWriteItems (admin link), Store::record_sync (reconcile, webhook), and the profile `Update` in Store::insert_order's
@@ -85,11 +87,14 @@ pub const API_FUNCTION: &[Grant] = &[
     table(STRIPE_CUSTOMERS, "dynamodb:PutItem"),
     table(STRIPE_CUSTOMERS, "dynamodb:DeleteItem"),
     // StripeEvents
-    // Store::event_seen (webhook), Store::is_unknown_order (order detail's live fallback).
+    // Store::pending_event (webhook: a redelivery), Store::is_unknown_order (order detail's
+    // live fallback).
     table(STRIPE_EVENTS, "dynamodb:GetItem"),
-    // Store::record_event (webhook), Store::remember_unknown_order (order detail).
+    // Store::receive_event and Store::record_event (webhook ledger),
+    // Store::remember_unknown_order (order detail).
     table(STRIPE_EVENTS, "dynamodb:PutItem"),
-    // Store::spend (per-member counters: order detail's live fallback, profile writes).
+    // Store::spend (per-member counters: order detail's live fallback, profile writes),
+    // Store::spend_stripe_second (the Stripe request budget).
     table(STRIPE_EVENTS, "dynamodb:UpdateItem"),
     // Other services
     // OrderService::request_refresh (a stale listing queues its refresh).
@@ -99,7 +104,8 @@ pub const API_FUNCTION: &[Grant] = &[
 ];
 
 /// The worker (`WorkerFunction`): the adapter's pass-through path only (`events::handle`): SQS
-/// batches of refreshes (`OrderService::reconcile`) and the daily schedule
+/// batches of refreshes (`OrderService::reconcile`) and of deferred webhook events
+/// (`OrderService::apply_deferred`), and the daily schedule
 /// (`OrderService::catch_up`: Stripe's Events list applied through the webhook path, or the
 /// per-member sweep). No listing, so it never queues a refresh.
 pub const WORKER_FUNCTION: &[Grant] = &[
@@ -123,10 +129,13 @@ pub const WORKER_FUNCTION: &[Grant] = &[
     // Store::customer_claim (the catch-up, through Store::member_for_customer).
     table(STRIPE_CUSTOMERS, "dynamodb:GetItem"),
     // StripeEvents
-    // Store::event_seen (the catch-up's ledger check), Store::catch_up_checkpoint.
+    // Store::event_seen (the catch-up's ledger check), Store::pending_event (a deferred
+    // webhook event from the queue), Store::catch_up_checkpoint.
     table(STRIPE_EVENTS, "dynamodb:GetItem"),
-    // Store::record_event (the catch-up's ledger), Store::advance_catch_up_checkpoint.
+    // Store::record_event (the ledger), Store::advance_catch_up_checkpoint.
     table(STRIPE_EVENTS, "dynamodb:PutItem"),
+    // Store::spend_stripe_second (the Stripe request budget).
+    table(STRIPE_EVENTS, "dynamodb:UpdateItem"),
     // Other services
     // secrets::load (once per cold start).
     Grant { action: "secretsmanager:GetSecretValue", resource: Resource::StripeSecret },
@@ -287,15 +296,17 @@ mod tests {
     }
 
     /// The lists themselves: the worker never queues refreshes, reads and adds to the webhook
-    /// ledger only as the webhook path does (the catch-up: no update, no delete), and nothing
-    /// anywhere scans a table (only the sparse profile index, for the schedule).
+    /// ledger only as the webhook path does (the catch-up, deferred events: no delete; its one
+    /// update is the Stripe budget's counter), and nothing anywhere scans a table (only the
+    /// sparse profile index, for the schedule).
     #[test]
-    fn the_worker_queues_nothing_only_adds_to_the_ledger_and_no_function_scans_a_table() {
+    fn the_worker_queues_nothing_never_deletes_from_the_ledger_and_no_function_scans_a_table() {
         for grant in WORKER_FUNCTION {
             assert_ne!(grant.resource, Resource::RefreshQueue, "{}", render(grant));
             if grant.resource == Resource::Table(STRIPE_EVENTS) {
                 assert!(
-                    ["dynamodb:GetItem", "dynamodb:PutItem"].contains(&grant.action),
+                    ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+                        .contains(&grant.action),
                     "{}",
                     render(grant)
                 );

@@ -1,6 +1,7 @@
 //! Per-member limits, kept in DynamoDB so that they hold across every instance (Lambda runs
 //! many): conditional counters per member and one-minute window, remembered unknown order ids,
-//! and the profile's refresh request.
+//! the profile's refresh request, and the account-wide Stripe request budget per second
+//! (`stripe::budget`).
 //!
 //! Counters and remembered ids are items of `StripeEvents`, which has a TTL attribute
 //! (`expiresAt`) and already holds an item that is not an event (the catch-up checkpoint): their
@@ -28,6 +29,9 @@ pub struct LimitsConfig {
     pub unknown_order_ttl: Duration,
     /// Profile writes (`PUT` and `PATCH`) per member per minute.
     pub profile_writes_per_minute: u32,
+    /// The first link by verified email (`DASHBOARD_AUTO_LINK=verified-email`): at most one
+    /// Stripe customer look-up per member, ever (`profiles::auto_link`). Off by default.
+    pub auto_link_verified_email: bool,
 }
 
 impl Default for LimitsConfig {
@@ -36,6 +40,7 @@ impl Default for LimitsConfig {
             order_lookups_per_minute: 5,
             unknown_order_ttl: Duration::from_secs(600),
             profile_writes_per_minute: 10,
+            auto_link_verified_email: false,
         }
     }
 }
@@ -75,9 +80,7 @@ fn id_key(id: String) -> HashMap<String, AttributeValue> {
 
 impl Store {
     /// Spends one unit of the member's budget for `counter` in the current minute, unless
-    /// `per_minute` are spent already. One conditional `UpdateItem`: the count and its check
-    /// are one atomic write, so concurrent instances cannot overspend
-    /// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html>).
+    /// `per_minute` are spent already.
     pub async fn spend(
         &self,
         counter: Counter,
@@ -87,28 +90,52 @@ impl Store {
     ) -> Result<Spend, StoreError> {
         let window = now_secs - now_secs.rem_euclid(WINDOW_SECS);
         let next = window + WINDOW_SECS;
+        let id = format!("limit#{}#{window}#{user_id}", counter.name());
+        if self.take_from_window(id, per_minute, next + WINDOW_SECS).await? {
+            Ok(Spend::Granted)
+        } else {
+            Ok(Spend::Refused { retry_after_seconds: (next - now_secs).max(1) as u32 })
+        }
+    }
+
+    /// Takes one request from the account-wide Stripe budget of the Unix second `second`
+    /// (`stripe::budget`); false when `per_second` are spent already.
+    pub async fn spend_stripe_second(
+        &self,
+        second: i64,
+        per_second: u32,
+    ) -> Result<bool, StoreError> {
+        // Kept a minute: the key names its second, so a late deletion is harmless.
+        self.take_from_window(format!("limit#stripe-requests#{second}"), per_second, second + 60)
+            .await
+    }
+
+    /// One unit of the counter `id` unless `max` are taken: one conditional `UpdateItem`, so
+    /// the count and its check are one atomic write and concurrent instances cannot overspend
+    /// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html>).
+    /// The item expires at `expires_at`.
+    async fn take_from_window(
+        &self,
+        id: String,
+        max: u32,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.tables.stripe_events)
-            .set_key(Some(id_key(format!("limit#{}#{window}#{user_id}", counter.name()))))
-            // Kept a window past its end; a late deletion is harmless (the key names the window).
+            .set_key(Some(id_key(id)))
             .update_expression("SET expiresAt = :ttl ADD hits :one")
             .condition_expression("attribute_not_exists(hits) OR hits < :max")
-            .expression_attribute_values(
-                ":ttl",
-                AttributeValue::N((next + WINDOW_SECS).to_string()),
-            )
+            .expression_attribute_values(":ttl", AttributeValue::N(expires_at.to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":max", AttributeValue::N(per_minute.to_string()))
+            .expression_attribute_values(":max", AttributeValue::N(max.to_string()))
             .send()
             .await
             .map_err(StoreError::from);
         match result {
-            Ok(_) => Ok(Spend::Granted),
-            Err(StoreError::ConditionFailed) => {
-                Ok(Spend::Refused { retry_after_seconds: (next - now_secs).max(1) as u32 })
-            }
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
             Err(other) => Err(other),
         }
     }

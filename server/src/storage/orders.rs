@@ -476,6 +476,129 @@ impl Store {
     }
 }
 
+/// Orders read and deleted for the member's data rights (export and erasure).
+impl Store {
+    /// Up to `limit` of the member's cached orders after order id `after`, by order id (the
+    /// table's sort key: a stable order while orders arrive or change), read consistently,
+    /// expired ones left out. Also returns whether more may follow.
+    pub async fn member_orders_after(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<OrderRecord>, bool), StoreError> {
+        let start = after.map(|order_id| {
+            HashMap::from([
+                ("userId".to_string(), s(user_id)),
+                ("orderId".to_string(), s(order_id)),
+            ])
+        });
+        let output = self
+            .client
+            .query()
+            .table_name(&self.tables.order_snapshots)
+            .key_condition_expression("userId = :u")
+            .expression_attribute_values(":u", s(user_id))
+            .consistent_read(true)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        let now = Utc::now().timestamp();
+        let mut orders = Vec::new();
+        for item in output.items.unwrap_or_default() {
+            let record: OrderRecord = serde_dynamo::from_item(item)?;
+            if !record.expired(now) {
+                orders.push(record);
+            }
+        }
+        Ok((orders, output.last_evaluated_key.is_some()))
+    }
+
+    /// Deletes every cached order of the member, whatever its customer, and returns how many.
+    /// Reads and deletes one page of keys at a time (memory stays bounded for 10,000 orders),
+    /// in `BatchWriteItem` calls of 25; what a crash leaves, the next call deletes.
+    pub async fn delete_all_member_orders(&self, user_id: &str) -> Result<usize, StoreError> {
+        /// Keys read per Query: four full batches.
+        const PAGE: i32 = 4 * BATCH_WRITE_MAX as i32;
+        let mut deleted = 0;
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.order_snapshots)
+                .key_condition_expression("userId = :u")
+                .expression_attribute_values(":u", s(user_id))
+                .projection_expression("orderId")
+                .consistent_read(true)
+                .limit(PAGE)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await?;
+            let ids: Vec<String> = output
+                .items
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|item| item.get("orderId")?.as_s().ok().cloned())
+                .collect();
+            for batch in ids.chunks(BATCH_WRITE_MAX) {
+                self.delete_order_batch(user_id, batch).await?;
+            }
+            deleted += ids.len();
+            // The next page starts after this one's last key (deleted or not, it is behind).
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(deleted),
+            }
+        }
+    }
+
+    /// Deletes up to 25 of the member's orders in one `BatchWriteItem`, sending what DynamoDB
+    /// leaves unprocessed (throttling) again with backoff (`API_BatchWriteItem.html`).
+    async fn delete_order_batch(
+        &self,
+        user_id: &str,
+        order_ids: &[String],
+    ) -> Result<(), StoreError> {
+        let mut requests = order_ids
+            .iter()
+            .map(|order_id| {
+                let delete = DeleteRequest::builder()
+                    .key("userId", s(user_id))
+                    .key("orderId", s(order_id))
+                    .build()
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        for attempt in 0..BATCH_ATTEMPTS {
+            if requests.is_empty() {
+                return Ok(());
+            }
+            if attempt > 0 {
+                let backoff = 25u64 << attempt.min(6);
+                tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
+            }
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.tables.order_snapshots, requests)
+                .send()
+                .await?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut left| left.remove(&self.tables.order_snapshots))
+                .unwrap_or_default();
+        }
+        if requests.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable("batch deletes left unprocessed".into()))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

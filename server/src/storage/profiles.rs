@@ -47,6 +47,37 @@ pub struct ProfileRecord {
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub version: u64,
+    /// Set when the member asked for erasure (`Store::mark_erasing`): from then on the profile
+    /// is hidden from every read ([`Store::get_profile`]) until it is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasing_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// The email a token said was verified (`email_verified: true`) when the profile was
+    /// created or the first link by email was tried. The stored `email` counts as verified only
+    /// while it equals this (a member's own edit of `email` leaves this as it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_email: Option<String>,
+    /// The first link by verified email, once tried (at most once per member: the claim is a
+    /// conditional write, [`Store::claim_auto_link`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_link: Option<AutoLinkRecord>,
+}
+
+impl ProfileRecord {
+    /// The stored email if a token verified it (see [`ProfileRecord::verified_email`]).
+    pub fn verified(&self) -> Option<&str> {
+        self.email.as_deref().filter(|e| self.verified_email.as_deref() == Some(*e))
+    }
+}
+
+/// What the first link by verified email did (`outcome`: `pending`, `linked`, `none`,
+/// `several`, `taken`, `failed`; the member-facing sentence is chosen by it when read).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoLinkRecord {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
 }
 
 impl ProfileRecord {
@@ -69,6 +100,9 @@ impl ProfileRecord {
             created_at: now,
             updated_at: now,
             version: 1,
+            erasing_since: None,
+            verified_email: None,
+            auto_link: None,
         }
     }
 
@@ -196,7 +230,18 @@ fn key(user_id: &str) -> HashMap<String, AttributeValue> {
 }
 
 impl Store {
+    /// The member's profile; `None` also while it is being erased, so that no read (profile,
+    /// orders, sync status, links) sees a member half erased.
     pub async fn get_profile(&self, user_id: &str) -> Result<Option<ProfileRecord>, StoreError> {
+        let profile = self.get_profile_any(user_id).await?;
+        Ok(profile.filter(|p| p.erasing_since.is_none()))
+    }
+
+    /// The member's profile, also while it is being erased.
+    pub async fn get_profile_any(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<ProfileRecord>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -272,7 +317,8 @@ impl Store {
             .table_name(&self.tables.user_profiles)
             .set_key(Some(key(user_id)))
             .update_expression(expression)
-            .condition_expression("#version = :expected")
+            // A profile being erased takes no edits, whatever version is named.
+            .condition_expression("#version = :expected AND attribute_not_exists(erasingSince)")
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(expression_values))
             .return_values(ReturnValue::AllOld)
@@ -281,6 +327,82 @@ impl Store {
             .await?;
         let old = output.attributes.ok_or(StoreError::ConditionFailed)?;
         Ok(serde_dynamo::from_item(old)?)
+    }
+}
+
+/// Erasure (GDPR art. 17): the two writes around the deletion of the member's orders.
+impl Store {
+    /// Marks the profile as being erased if it is at `expected_version`, in one transaction
+    /// with the removal of its link: the profile drops `stripeCustomerId` (and leaves the
+    /// customer index) and the customer's claim item is deleted if the member holds it. Once
+    /// the profile holds no customer, no webhook or reconcile can cache another order for the
+    /// member (`Store::insert_order` is conditional on the customer), so deleting the orders
+    /// after this is final. Returns the customer the member was linked to.
+    /// `ConditionFailed`: the profile changed since it was read, or is already being erased.
+    pub async fn mark_erasing(
+        &self,
+        profile: &ProfileRecord,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        let customer = profile.stripe_customer_id.clone();
+        let mut claimed = false;
+        if let Some(customer) = &customer {
+            claimed = self.customer_claim(customer).await?.as_deref() == Some(&profile.user_id);
+        }
+        let update = Update::builder()
+            .table_name(&self.tables.user_profiles)
+            .set_key(Some(key(&profile.user_id)))
+            .update_expression("SET erasingSince = :now, #v = :next REMOVE stripeCustomerId")
+            .condition_expression("#v = :expected AND attribute_not_exists(erasingSince)")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::S(now.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            )
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(profile.version.to_string()),
+            )
+            .expression_attribute_values(
+                ":next",
+                AttributeValue::N((profile.version + 1).to_string()),
+            )
+            .build()
+            .map_err(internal)?;
+        let mut request = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build());
+        if let (Some(customer), true) = (&customer, claimed) {
+            let delete = Delete::builder()
+                .table_name(&self.tables.stripe_customers)
+                .set_key(Some(claim_key(customer)))
+                .condition_expression("userId = :u")
+                .expression_attribute_values(":u", AttributeValue::S(profile.user_id.clone()))
+                .build()
+                .map_err(internal)?;
+            request = request.transact_items(TransactWriteItem::builder().delete(delete).build());
+        }
+        request.send().await?;
+        Ok(customer)
+    }
+
+    /// Deletes a profile marked as being erased (the last step of an erasure). False when there
+    /// was none to delete (another request completed the erasure first).
+    pub async fn delete_erasing_profile(&self, user_id: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.user_profiles)
+            .set_key(Some(key(user_id)))
+            .condition_expression("attribute_exists(erasingSince)")
+            .send()
+            .await;
+        match result.map_err(StoreError::from) {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(other) => Err(other),
+        }
     }
 }
 
@@ -310,6 +432,9 @@ pub enum LinkError {
     NoMember,
     #[error("the customer is linked to another member")]
     CustomerTaken,
+    /// Only with [`Store::link_unlinked`]: the member holds another customer now.
+    #[error("the member is linked to another customer")]
+    MemberLinked,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -369,6 +494,22 @@ impl Store {
     /// (backfilling it). The member's cached orders are not touched here: see
     /// [`Store::delete_orders_except`].
     pub async fn link_customer(&self, user_id: &str, customer: &str) -> Result<Linked, LinkError> {
+        self.link(user_id, customer, false).await
+    }
+
+    /// Links as [`Self::link_customer`] does, but only a member that holds no customer (or
+    /// this one): an automatic link never replaces one an operator made meanwhile. The
+    /// transaction's condition on the customer read makes the check and the link one step.
+    pub async fn link_unlinked(&self, user_id: &str, customer: &str) -> Result<Linked, LinkError> {
+        self.link(user_id, customer, true).await
+    }
+
+    async fn link(
+        &self,
+        user_id: &str,
+        customer: &str,
+        only_if_unlinked: bool,
+    ) -> Result<Linked, LinkError> {
         for attempt in 0..LINK_ATTEMPTS {
             if attempt > 0 {
                 // A concurrent writer got in between: let it finish, then read again.
@@ -378,6 +519,9 @@ impl Store {
             }
             let profile = self.get_profile(user_id).await?.ok_or(LinkError::NoMember)?;
             let previous = profile.stripe_customer_id.clone();
+            if only_if_unlinked && previous.as_deref().is_some_and(|held| held != customer) {
+                return Err(LinkError::MemberLinked);
+            }
             let claimed = match self.customer_claim(customer).await? {
                 Some(owner) if owner != user_id => return Err(LinkError::CustomerTaken),
                 Some(_) => true,
@@ -553,6 +697,164 @@ impl Store {
             return Ok(Some(member));
         }
         Ok(self.index_holders(customer).await?.into_iter().next())
+    }
+}
+
+impl Store {
+    /// Unlinks a member from its Stripe customer and returns the customer it held (`None`: it
+    /// held none, and nothing is written).
+    ///
+    /// One `TransactWriteItems`, like [`Store::link_customer`]: removes the customer from the
+    /// profile on condition that it still holds it (the order count restarts, as on a
+    /// relink) and deletes the customer's claim if this member holds it. A claim held by
+    /// another member (a corrupt state) is left alone. The member's cached orders are not
+    /// touched here: see [`Store::delete_orders_except`].
+    pub async fn unlink_customer(&self, user_id: &str) -> Result<Option<String>, LinkError> {
+        let mut delete_claim = true;
+        for attempt in 0..LINK_ATTEMPTS {
+            if attempt > 0 {
+                // A concurrent writer got in between: let it finish, then read again.
+                let jitter = rand::random::<u64>() % 20;
+                tokio::time::sleep(std::time::Duration::from_millis(10 * attempt as u64 + jitter))
+                    .await;
+            }
+            let profile = self.get_profile(user_id).await?.ok_or(LinkError::NoMember)?;
+            let Some(customer) = profile.stripe_customer_id else { return Ok(None) };
+            let update = Update::builder()
+                .table_name(&self.tables.user_profiles)
+                .set_key(Some(key(user_id)))
+                .update_expression("SET #v = #v + :one, orderCount = :zero REMOVE stripeCustomerId")
+                .condition_expression("stripeCustomerId = :c")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":c", AttributeValue::S(customer.clone()))
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+                .build()
+                .map_err(internal)?;
+            let mut actions = vec![TransactWriteItem::builder().update(update).build()];
+            if delete_claim {
+                let delete = Delete::builder()
+                    .table_name(&self.tables.stripe_customers)
+                    .set_key(Some(claim_key(&customer)))
+                    .condition_expression("attribute_not_exists(stripeCustomerId) OR userId = :u")
+                    .expression_attribute_values(":u", AttributeValue::S(user_id.to_string()))
+                    .build()
+                    .map_err(internal)?;
+                actions.push(TransactWriteItem::builder().delete(delete).build());
+            }
+            let result =
+                self.client.transact_write_items().set_transact_items(Some(actions)).send().await;
+            let error = match result {
+                Ok(_) => return Ok(Some(customer)),
+                Err(error) => error,
+            };
+            let Some(reasons) = cancellation_reasons(&error) else {
+                return Err(StoreError::from(error).into());
+            };
+            if reasons.get(1).is_some_and(|r| r == "ConditionalCheckFailed") {
+                // Another member holds the claim: not this member's to delete.
+                delete_claim = false;
+            }
+            // The profile changed, or a conflict: read again and retry.
+        }
+        Err(StoreError::Unavailable("unlink contention".into()).into())
+    }
+}
+
+/// The first link by verified email: its once-per-member claim and its outcome.
+impl Store {
+    /// Claims the member's one try of the first link by verified email: true for the caller
+    /// that wrote the claim, false when it was tried before (or the member is linked, erasing,
+    /// or gone). Records `email` as verified. The claim is written before Stripe is asked, so a
+    /// member re-reading the profile cannot make a second look-up, even concurrently.
+    pub async fn claim_auto_link(
+        &self,
+        user_id: &str,
+        email: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let attempt = AutoLinkRecord { at: now, outcome: "pending".into(), customer: None };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.user_profiles)
+            .set_key(Some(key(user_id)))
+            .update_expression("SET autoLink = :a, verifiedEmail = :e")
+            .condition_expression(
+                "attribute_exists(userId) AND attribute_not_exists(autoLink) AND \
+                 attribute_not_exists(stripeCustomerId) AND attribute_not_exists(erasingSince)",
+            )
+            .expression_attribute_values(":a", serde_dynamo::to_attribute_value(&attempt)?)
+            .expression_attribute_values(":e", AttributeValue::S(email.to_string()))
+            .send()
+            .await;
+        match result.map_err(StoreError::from) {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Records what the first link by verified email did (over the claim).
+    pub async fn record_auto_link(
+        &self,
+        user_id: &str,
+        record: &AutoLinkRecord,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.user_profiles)
+            .set_key(Some(key(user_id)))
+            .update_expression("SET autoLink = :a")
+            .condition_expression("attribute_exists(userId)")
+            .expression_attribute_values(":a", serde_dynamo::to_attribute_value(record)?)
+            .send()
+            .await;
+        match result.map_err(StoreError::from) {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+impl Store {
+    /// Every member without a customer whose stored email a token verified
+    /// ([`ProfileRecord::verified`]), as (user id, email), in user-id order. A Scan of the whole
+    /// profile table: for `dashboard-server backfill` only, never on a request path.
+    pub async fn unlinked_verified_members(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut members = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.tables.user_profiles)
+                .projection_expression("#u, #e, #v")
+                .filter_expression(
+                    "attribute_not_exists(#c) AND attribute_not_exists(#x) AND #e = #v",
+                )
+                .expression_attribute_names("#u", "userId")
+                .expression_attribute_names("#e", "email")
+                .expression_attribute_names("#v", "verifiedEmail")
+                .expression_attribute_names("#c", "stripeCustomerId")
+                .expression_attribute_names("#x", "erasingSince")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await?;
+            for item in output.items.unwrap_or_default() {
+                let field = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+                if let (Some(user), Some(email)) = (field("userId"), field("email")) {
+                    members.push((user, email));
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        members.sort();
+        Ok(members)
     }
 }
 

@@ -61,6 +61,24 @@ impl Created {
         Ok(Created { bounds })
     }
 
+    /// True when `created` is below a lower bound: so is every older event.
+    fn below(&self, created: i64) -> bool {
+        self.bounds.iter().any(|&(op, ts)| match op {
+            "eq" | "gte" => created < ts,
+            "gt" => created <= ts,
+            _ => false,
+        })
+    }
+
+    /// True when `created` is above an upper bound: so is every newer event.
+    fn above(&self, created: i64) -> bool {
+        self.bounds.iter().any(|&(op, ts)| match op {
+            "eq" | "lte" => created > ts,
+            "lt" => created >= ts,
+            _ => false,
+        })
+    }
+
     fn admits(&self, created: i64) -> bool {
         self.bounds.iter().all(|&(op, ts)| match op {
             "eq" => created == ts,
@@ -115,38 +133,67 @@ pub(super) async fn list_events(
         );
     }
     let state = app.state.lock().unwrap();
-    let all = state.events.newest_first();
-    // A cursor is resolved among all events, not only those the filters keep: its rank in the
-    // newest-first order is where the page starts or ends.
-    let rank_of = |id: &str| all.iter().position(|e| e["id"] == id);
-    let mut items: Vec<(usize, &Value)> = all
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|(_, e)| created.admits(e["created"].as_i64().unwrap_or(0)))
-        .filter(|(_, e)| {
-            let kind = e["type"].as_str().unwrap_or_default();
-            single.is_none_or(|pattern| type_matches(pattern, kind))
-                && (types.is_empty() || types.iter().any(|t| t == kind))
-        })
-        .collect();
-    let has_more;
+    // The events oldest first by (`created`, insertion): newest first read backwards. A cursor
+    // is resolved among all events, not only those the filters keep: its place in that order
+    // is where the page starts or ends.
+    let ordered = state.indexes.events(&state.events);
+    let all = &ordered.oldest_first;
+    let event = |i: usize| &state.events.objects[&state.events.order[all[i]]];
+    let keeps = |e: &Value| {
+        let kind = e["type"].as_str().unwrap_or_default();
+        created.admits(e["created"].as_i64().unwrap_or(0))
+            && single.is_none_or(|pattern| type_matches(pattern, kind))
+            && (types.is_empty() || types.iter().any(|t| t == kind))
+    };
+    // Up to `limit + 1` kept events, walking from the cursor; the walk stops early once
+    // `created` has passed the range, as every later event is further out of it.
+    let mut items: Vec<&Value> = Vec::new();
     if let Some(before) = params.get("ending_before") {
-        let Some(at) = rank_of(before) else { return missing(before) };
+        let Some(at) = ordered.rank(&state.events, before) else { return missing(before) };
         // The `limit` events just newer than the cursor, still newest first.
-        items.retain(|(rank, _)| *rank < at);
-        has_more = items.len() > limit;
-        let skip = items.len().saturating_sub(limit);
-        items.drain(..skip);
-    } else {
-        if let Some(after) = params.get("starting_after") {
-            let Some(at) = rank_of(after) else { return missing(after) };
-            items.retain(|(rank, _)| *rank > at);
+        for i in at + 1..all.len() {
+            let e = event(i);
+            if created.above(e["created"].as_i64().unwrap_or(0)) {
+                break;
+            }
+            if keeps(e) {
+                items.push(e);
+                if items.len() > limit {
+                    break;
+                }
+            }
         }
-        has_more = items.len() > limit;
+        let has_more = items.len() > limit;
         items.truncate(limit);
+        items.reverse();
+        return page(items, has_more);
     }
-    let data: Vec<Value> = items.into_iter().map(|(_, e)| e.clone()).collect();
+    let end = match params.get("starting_after") {
+        Some(after) => match ordered.rank(&state.events, after) {
+            Some(at) => at,
+            None => return missing(after),
+        },
+        None => all.len(),
+    };
+    for i in (0..end).rev() {
+        let e = event(i);
+        if created.below(e["created"].as_i64().unwrap_or(0)) {
+            break;
+        }
+        if keeps(e) {
+            items.push(e);
+            if items.len() > limit {
+                break;
+            }
+        }
+    }
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    page(items, has_more)
+}
+
+fn page(items: Vec<&Value>, has_more: bool) -> Response {
+    let data: Vec<Value> = items.into_iter().cloned().collect();
     Json(json!({ "object": "list", "data": data, "has_more": has_more, "url": URL }))
         .into_response()
 }

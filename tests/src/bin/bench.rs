@@ -2,8 +2,10 @@
 //! its store in another process, and a bare Dropshot endpoint in the same run; print figures.
 //!
 //! Figures: req/s, p50/p99 latency (wrk), server CPU microseconds per request and peak RSS
-//! (from /proc), and exec-to-ready time. Not a test: it asserts nothing and prints targets next
-//! to the measurements.
+//! (from /proc), and exec-to-ready time; then webhook ingestion, reconcile cost by history size,
+//! and the daily catch-up from Stripe's Events list next to the per-member sweep on a shop of
+//! `BENCH_SHOP_MEMBERS` (default 50,000) members. Not a test: it asserts nothing and prints
+//! targets next to the measurements.
 
 use dashboard_tests::jwks::SigningKey;
 use dashboard_tests::{claims, ADMIN_GROUP, CLIENT_ID, ISSUER};
@@ -84,7 +86,9 @@ fn main() -> anyhow::Result<()> {
         .env("STRIPE_API_BASE", sim.url())
         // The 10,000-intent reconcile below takes longer than a request's default Stripe
         // budget (25 s); the bench measures its cost, not the deadline.
-        .env("DASHBOARD_STRIPE_DEADLINE_MS", "600000");
+        .env("DASHBOARD_STRIPE_DEADLINE_MS", "600000")
+        // The bench measures costs, not the account-wide rate limiter (default 20/s).
+        .env("DASHBOARD_STRIPE_MAX_RPS", "1000000");
     let (server, ready) = start_timed(&mut server_cmd, port)?;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
@@ -274,7 +278,294 @@ fn main() -> anyhow::Result<()> {
         );
     }
     drop(sim);
+    shop_catch_up(&runtime, &server_bin)?;
     Ok(())
+}
+
+/// Members of the catch-up shop (`BENCH_SHOP_MEMBERS`) and its orders changed between two daily
+/// runs (`BENCH_SHOP_CHANGED`, default 2,000). The issue's shop has 100,000 members; creating
+/// and linking them through the API takes about 8 minutes on the 2-core machine (the store
+/// emulator's rate), and the sweep 3.5 more, so the default is the largest shop that keeps the
+/// section near 6 minutes.
+fn shop_size() -> anyhow::Result<(usize, usize)> {
+    let read = |name: &str, default: usize| -> anyhow::Result<usize> {
+        match std::env::var(name) {
+            Ok(value) => value.parse().map_err(|_| anyhow::anyhow!("{name}={value}: not a count")),
+            Err(_) => Ok(default),
+        }
+    };
+    Ok((read("BENCH_SHOP_MEMBERS", 50_000)?, read("BENCH_SHOP_CHANGED", 2_000)?))
+}
+
+/// Every tenth member of the shop has an order from before the first run.
+const SHOP_HISTORY_EVERY: usize = 10;
+
+/// One scheduled run: its wall time, the Stripe requests the simulator served, the server's
+/// and the store's CPU time, and the run's report.
+struct Run {
+    wall: Duration,
+    stripe: u64,
+    /// The Stripe requests by path pattern.
+    by_path: Vec<(String, u64)>,
+    server_cpu: Duration,
+    store_cpu: Duration,
+    report: Value,
+}
+
+/// Issue 12, target 3: the daily catch-up from Stripe's Events list next to today's
+/// per-member sweep, on one shop (its own store, simulator and server, so nothing above mixes
+/// in). Its members are created and linked through the API, and those with earlier orders
+/// reconciled once (as an earlier day's run left them). Then `changed` orders change at Stripe
+/// (the simulator's ordinary mix, on as many members) and the first scheduled run, which has
+/// no checkpoint, sweeps every member and sets the checkpoint; then as many orders change
+/// again and the next scheduled run catches up from the Events list. Both runs meet the same
+/// shop with the same amount of change.
+fn shop_catch_up(runtime: &tokio::runtime::Runtime, server_bin: &Path) -> anyhow::Result<()> {
+    let (members, changed) = shop_size()?;
+    if members == 0 || changed == 0 {
+        anyhow::bail!("BENCH_SHOP_MEMBERS and BENCH_SHOP_CHANGED must be at least 1");
+    }
+    let mut store = Command::new(server_bin)
+        .args(["store"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut endpoint = String::new();
+    BufReader::new(store.stdout.take().unwrap()).read_line(&mut endpoint)?;
+    let store = KillOnDrop(store);
+    let sim = runtime.block_on(StripeSim::start());
+    let secret = b"bench-shop-hs256-secret-0123456789abcdef";
+    let port = free_port()?;
+    let mut server_cmd = Command::new(server_bin);
+    server_cmd
+        .args(["serve"])
+        .env("DASHBOARD_BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("DASHBOARD_DYNAMODB_ENDPOINT", endpoint.trim())
+        .env("DASHBOARD_JWT_ISSUER", ISSUER)
+        .env("DASHBOARD_JWT_CLIENT_ID", CLIENT_ID)
+        // HS256 (the shop's own auth): signing 100,000 RS256 tokens would dominate seeding.
+        .env("DASHBOARD_JWT_HS256_SECRET", std::str::from_utf8(secret)?)
+        .env("DASHBOARD_TABLE_PREFIX", "shop-")
+        .env("DASHBOARD_LOG_FORMAT", "json")
+        .env("DASHBOARD_CURSOR_KEY", "bench-cursor-key-bench-cursor-key-0123")
+        .env("STRIPE_SECRET_KEY", sim.secret_key())
+        .env("STRIPE_WEBHOOK_SECRET", BENCH_WEBHOOK_SECRET)
+        .env("STRIPE_API_BASE", sim.url())
+        // `POST /events`: the schedule, as the Lambda Web Adapter passes it through.
+        .env("DASHBOARD_LAMBDA_EVENTS", "true")
+        .env("DASHBOARD_STRIPE_MAX_RPS", "1000000");
+    let (server, _) = start_timed(&mut server_cmd, port)?;
+    let pids = (server.0.id(), store.0.id());
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let exp = chrono::Utc::now().timestamp() + 4 * 3600;
+    let admin = dashboard_tests::hs256(
+        secret,
+        claims(json!({"sub": "bench-admin", "exp": exp, "cognito:groups": [ADMIN_GROUP]})),
+    );
+
+    // The shop as an earlier day left it: every member a linked Stripe customer, every tenth
+    // with an order in the cache. A week ago, so nothing of it is near the checkpoint.
+    let seeding = Instant::now();
+    sim.set_clock(chrono::Utc::now().timestamp() - 7 * 86_400);
+    let customers: Vec<String> = (0..members)
+        .map(|i| sim.create_customer(&format!("{}@example.com", shop_member(i))))
+        .collect();
+    for (n, customer) in customers.iter().step_by(SHOP_HISTORY_EVERY).enumerate() {
+        sim.advance(1);
+        sim.shop_order(customer, n);
+    }
+    let with_history: Vec<String> =
+        (0..members).step_by(SHOP_HISTORY_EVERY).map(shop_member).collect();
+    let failed = runtime.block_on(seed_members(&http, &base, secret, &admin, &customers, exp))
+        + runtime.block_on(sync_members(&http, &base, &admin, &with_history));
+    let seeded = seeding.elapsed();
+    if failed > 0 {
+        anyhow::bail!("{failed} of {members} shop members could not be created, linked or synced");
+    }
+
+    // A day's changes at Stripe, spread evenly over the members (`offset` picks other ones).
+    let change = |offset: usize| {
+        for k in 0..changed {
+            sim.advance(1);
+            sim.shop_order(&customers[(k * members / changed + offset) % members], k);
+        }
+    };
+    change(0);
+    let sweep = runtime.block_on(timed(&sim, pids, schedule(&http, &base)))?;
+    let checkpoint = sweep.report["checkpoint"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("the first run set no checkpoint: {}", sweep.report))?;
+    sim.set_clock(checkpoint);
+    change((members / changed / 2).max(1));
+    let catch_up = runtime.block_on(timed(&sim, pids, schedule(&http, &base)))?;
+    drop(server);
+    drop(store);
+    drop(sim);
+
+    let count = |run: &Run, field: &str| run.report[field].as_u64().unwrap_or(0);
+    println!();
+    println!(
+        "daily catch-up vs sweep: {members} linked members ({} with earlier orders), created, \
+         linked and synced through the API in {:.0} s; {changed} orders changed since the last \
+         run (the simulator's ordinary mix: payments, declines, refunds, disputes)",
+        with_history.len(),
+        seeded.as_secs_f64(),
+    );
+    println!(
+        "{:<34} {:>16} {:>8} {:>9} {:>9} {:>12} {:>11}",
+        "", "Stripe requests", "target", "events", "wall", "server CPU", "store CPU"
+    );
+    for (name, run, target) in [
+        (
+            format!("sweep ({} fallback)", sweep.report["fallback"].as_str().unwrap_or("no")),
+            &sweep,
+            "-",
+        ),
+        (
+            format!("catch-up ({})", catch_up.report["mode"].as_str().unwrap_or("?")),
+            &catch_up,
+            "< 100",
+        ),
+    ] {
+        println!(
+            "{:<34} {:>16} {:>8} {:>9} {:>8.1}s {:>11.1}s {:>10.1}s",
+            name,
+            run.stripe,
+            target,
+            run.report["events"]
+                .as_u64()
+                .filter(|_| run.report["mode"] == "catch_up")
+                .map_or("-".into(), |n| n.to_string()),
+            run.wall.as_secs_f64(),
+            run.server_cpu.as_secs_f64(),
+            run.store_cpu.as_secs_f64(),
+        );
+    }
+    println!(
+        "sweep: {} members, {} failed, {} orders written; catch-up: {} list + {} re-fetch \
+         requests, {} applied, {} duplicates, {} ignored",
+        count(&sweep, "members"),
+        count(&sweep, "failed"),
+        sweep.report["totals"]["created"].as_u64().unwrap_or(0)
+            + sweep.report["totals"]["updated"].as_u64().unwrap_or(0),
+        count(&catch_up, "listRequests"),
+        count(&catch_up, "refetchRequests"),
+        count(&catch_up, "applied"),
+        count(&catch_up, "duplicates"),
+        count(&catch_up, "ignored"),
+    );
+    println!(
+        "catch-up vs sweep: {:.2}% of the Stripe requests, {:.1}% of the wall time",
+        catch_up.stripe as f64 * 100.0 / sweep.stripe.max(1) as f64,
+        catch_up.wall.as_secs_f64() * 100.0 / sweep.wall.as_secs_f64(),
+    );
+    let paths: Vec<String> = catch_up.by_path.iter().map(|(p, n)| format!("{p} {n}")).collect();
+    println!("catch-up Stripe requests by path: {}", paths.join(", "));
+    Ok(())
+}
+
+fn shop_member(i: usize) -> String {
+    format!("bench-shop-{i}")
+}
+
+/// Creates each member's profile (its first read) and links it to its customer, 32 at a
+/// time; returns how many failed.
+async fn seed_members(
+    http: &reqwest::Client,
+    base: &str,
+    secret: &[u8],
+    admin: &str,
+    customers: &[String],
+    exp: i64,
+) -> usize {
+    use futures::StreamExt;
+    futures::stream::iter(customers.iter().enumerate())
+        .map(|(i, customer)| async move {
+            let user = shop_member(i);
+            let token = dashboard_tests::hs256(secret, claims(json!({"sub": user, "exp": exp})));
+            let created = http
+                .get(format!("{base}/dashboard/profile"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            let linked = created
+                && http
+                    .put(format!("{base}/internal/members/{user}/stripe-customer"))
+                    .bearer_auth(admin)
+                    .json(&json!({ "stripeCustomerId": customer }))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+            usize::from(!linked)
+        })
+        .buffer_unordered(32)
+        .fold(0, |failed, f| async move { failed + f })
+        .await
+}
+
+/// Runs one request, counting the Stripe requests the simulator served and the CPU time the
+/// server and the store (`pids`) spent meanwhile.
+async fn timed(
+    sim: &StripeSim,
+    (server, store): (u32, u32),
+    run: impl std::future::Future<Output = anyhow::Result<Value>>,
+) -> anyhow::Result<Run> {
+    let before = (sim.request_count(), cpu_ticks(server)?, cpu_ticks(store)?);
+    let paths_before = sim.requests_by_path();
+    let started = Instant::now();
+    let report = run.await?;
+    let wall = started.elapsed();
+    // Clock ticks (USER_HZ, 100 a second on Linux) to time.
+    let cpu = |pid: u32, from: u64| -> anyhow::Result<Duration> {
+        Ok(Duration::from_millis((cpu_ticks(pid)? - from) * 10))
+    };
+    let mut by_path: Vec<(String, u64)> = sim
+        .requests_by_path()
+        .into_iter()
+        .map(|(path, n)| {
+            let earlier = paths_before.get(&path).copied().unwrap_or(0);
+            (path, n - earlier)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    by_path.sort();
+    Ok(Run {
+        wall,
+        stripe: sim.request_count() - before.0,
+        by_path,
+        server_cpu: cpu(server, before.1)?,
+        store_cpu: cpu(store, before.2)?,
+        report,
+    })
+}
+
+/// The daily schedule as EventBridge sends it through the Lambda Web Adapter's pass-through
+/// path (`x-amzn-request-context: null` marks a non-HTTP event).
+async fn schedule(http: &reqwest::Client, base: &str) -> anyhow::Result<Value> {
+    let event =
+        json!({ "source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {} });
+    Ok(http
+        .post(format!("{base}/events"))
+        .header("x-amzn-request-context", "null")
+        .json(&event)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// Reconciles each member once through the admin trigger, 8 at a time; returns how many
+/// failed.
+async fn sync_members(http: &reqwest::Client, base: &str, admin: &str, users: &[String]) -> usize {
+    use futures::StreamExt;
+    futures::stream::iter(users)
+        .map(|user| async move { usize::from(sync(http, base, admin, user).await.is_err()) })
+        .buffer_unordered(8)
+        .fold(0, |failed, f| async move { failed + f })
+        .await
 }
 
 const BENCH_WEBHOOK_SECRET: &str = "whsec_bench_secret";
