@@ -11,6 +11,7 @@ use std::time::Duration;
 use stripe_sim::StripeSim;
 
 pub mod aws;
+pub mod cli;
 pub mod config;
 pub mod jwks;
 pub mod lambda;
@@ -295,4 +296,27 @@ pub fn expect_error<T: std::fmt::Debug>(
         }
         other => panic!("expected an error response, got {other:?}"),
     }
+}
+
+/// The status and refunded amount Stripe's objects in the simulator say an order has (what a
+/// cached snapshot must converge on).
+pub fn stripe_order_state(
+    sim: &StripeSim,
+    pi: &str,
+) -> (dashboard_client::types::OrderStatus, i64) {
+    use dashboard_client::types::OrderStatus;
+    let intent = sim.object(pi).expect("a known PaymentIntent");
+    let charge = intent["latest_charge"].as_str().and_then(|c| sim.object(c));
+    let refunded = charge.as_ref().map_or(0, |c| c["amount_refunded"].as_i64().unwrap_or(0));
+    let disputed = charge.as_ref().is_some_and(|c| c["disputed"] == true);
+    let status = match intent["status"].as_str().unwrap_or_default() {
+        "succeeded" if disputed => OrderStatus::Disputed,
+        "succeeded" if refunded >= intent["amount"].as_i64().unwrap_or(0) => OrderStatus::Refunded,
+        "succeeded" if refunded > 0 => OrderStatus::PartiallyRefunded,
+        "succeeded" => OrderStatus::Succeeded,
+        "canceled" => OrderStatus::Canceled,
+        "requires_payment_method" if !intent["last_payment_error"].is_null() => OrderStatus::Failed,
+        _ => OrderStatus::Processing,
+    };
+    (status, refunded)
 }

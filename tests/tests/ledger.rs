@@ -2,7 +2,7 @@
 //! needs Stripe is applied afterwards within the account-wide Stripe budget
 //! (`DASHBOARD_STRIPE_MAX_RPS`), which holds across instances.
 
-use dashboard_client::types::{OrderStatus, SyncRequest};
+use dashboard_client::types::SyncRequest;
 use dashboard_tests::{Options, TestServer, TestStore};
 use futures::StreamExt;
 use rand::seq::SliceRandom;
@@ -95,7 +95,7 @@ async fn a_burst_during_a_stripe_outage_is_all_acknowledged_and_all_applied_with
     let started = Instant::now();
     for (m, (client, _)) in members.iter().enumerate() {
         for pi in orders.get(&m).into_iter().flatten() {
-            let want = truth(&server, pi);
+            let want = dashboard_tests::stripe_order_state(&server.stripe, pi);
             loop {
                 let order = client.get_order(pi).await.map(|o| o.into_inner());
                 let got = order.as_ref().ok().map(|o| (o.status, o.amount_refunded));
@@ -122,24 +122,6 @@ async fn a_burst_during_a_stripe_outage_is_all_acknowledged_and_all_applied_with
     let again = server.stripe.deliver(&last_event).await;
     assert_eq!((again.status, again.outcome()), (200, "duplicate"));
     server.stop().await;
-}
-
-/// Status and refunded amount, as Stripe has them.
-fn truth(server: &TestServer, pi: &str) -> (OrderStatus, i64) {
-    let intent = server.stripe.object(pi).unwrap();
-    let charge = intent["latest_charge"].as_str().and_then(|c| server.stripe.object(c));
-    let refunded = charge.as_ref().map_or(0, |c| c["amount_refunded"].as_i64().unwrap());
-    let disputed = charge.as_ref().is_some_and(|c| c["disputed"] == true);
-    let status = match intent["status"].as_str().unwrap() {
-        "succeeded" if disputed => OrderStatus::Disputed,
-        "succeeded" if refunded >= intent["amount"].as_i64().unwrap() => OrderStatus::Refunded,
-        "succeeded" if refunded > 0 => OrderStatus::PartiallyRefunded,
-        "succeeded" => OrderStatus::Succeeded,
-        "canceled" => OrderStatus::Canceled,
-        "requires_payment_method" if !intent["last_payment_error"].is_null() => OrderStatus::Failed,
-        _ => OrderStatus::Processing,
-    };
-    (status, refunded)
 }
 
 /// Two instances on one store share one budget: together they never send more than it allows

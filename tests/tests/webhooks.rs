@@ -114,21 +114,9 @@ async fn each_event_delivered_ten_times_has_one_effect() {
     server.stop().await;
 }
 
-/// What Stripe says an order is, from the simulator's final objects.
+/// What Stripe says an order is, from the simulator's final objects, with its charge count.
 fn truth(server: &TestServer, pi: &str) -> (OrderStatus, i64, usize) {
-    let intent = server.stripe.object(pi).unwrap();
-    let charge = intent["latest_charge"].as_str().and_then(|c| server.stripe.object(c));
-    let refunded = charge.as_ref().map_or(0, |c| c["amount_refunded"].as_i64().unwrap());
-    let disputed = charge.as_ref().is_some_and(|c| c["disputed"] == true);
-    let status = match intent["status"].as_str().unwrap() {
-        "succeeded" if disputed => OrderStatus::Disputed,
-        "succeeded" if refunded >= intent["amount"].as_i64().unwrap() => OrderStatus::Refunded,
-        "succeeded" if refunded > 0 => OrderStatus::PartiallyRefunded,
-        "succeeded" => OrderStatus::Succeeded,
-        "canceled" => OrderStatus::Canceled,
-        "requires_payment_method" if !intent["last_payment_error"].is_null() => OrderStatus::Failed,
-        _ => OrderStatus::Processing,
-    };
+    let (status, refunded) = dashboard_tests::stripe_order_state(&server.stripe, pi);
     let charges = server
         .stripe
         .events()

@@ -418,41 +418,7 @@ impl Store {
             }
         }
         for batch in doomed.chunks(BATCH_WRITE_MAX) {
-            let mut requests = batch
-                .iter()
-                .map(|order_id| {
-                    let delete = DeleteRequest::builder()
-                        .key("userId", s(user_id))
-                        .key("orderId", s(order_id))
-                        .build()
-                        .map_err(|e| StoreError::Internal(e.to_string()))?;
-                    Ok(WriteRequest::builder().delete_request(delete).build())
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            // What DynamoDB leaves unprocessed (throttling) is sent again, with backoff
-            // (`API_BatchWriteItem.html`: "UnprocessedItems").
-            for attempt in 0..BATCH_ATTEMPTS {
-                if requests.is_empty() {
-                    break;
-                }
-                if attempt > 0 {
-                    let backoff = 25u64 << attempt.min(6);
-                    tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
-                }
-                let output = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.tables.order_snapshots, requests)
-                    .send()
-                    .await?;
-                requests = output
-                    .unprocessed_items
-                    .and_then(|mut left| left.remove(&self.tables.order_snapshots))
-                    .unwrap_or_default();
-            }
-            if !requests.is_empty() {
-                return Err(StoreError::Unavailable("batch deletes left unprocessed".into()));
-            }
+            self.delete_order_batch(user_id, batch).await?;
         }
         Ok(doomed.len())
     }
