@@ -53,6 +53,12 @@ pub struct ServerArgs {
     #[arg(long, env = "DASHBOARD_DYNAMODB_ENDPOINT")]
     pub dynamodb_endpoint: Option<String>,
 
+    /// Longest time (milliseconds) one attempt of a DynamoDB request may take before the SDK
+    /// retries it; a request with its retries stops at 2.5 times this. DynamoDB answers in
+    /// milliseconds; a slow emulator (moto's server under a parallel test run) needs more.
+    #[arg(long, env = "DASHBOARD_DYNAMODB_ATTEMPT_TIMEOUT_MS", default_value_t = 2_000)]
+    pub dynamodb_attempt_timeout_ms: u64,
+
     /// AWS region (standard AWS variable). Set without an endpoint, the server uses AWS.
     #[arg(long, env = "AWS_REGION")]
     pub aws_region: Option<String>,
@@ -205,6 +211,8 @@ pub struct Config {
     pub bind_addr: SocketAddr,
     pub auth: AuthConfig,
     pub store: StoreConfig,
+    /// One DynamoDB request attempt's time limit (`DASHBOARD_DYNAMODB_ATTEMPT_TIMEOUT_MS`).
+    pub store_attempt_timeout: Duration,
     pub table_prefix: String,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -291,6 +299,7 @@ impl ServerArgs {
             ("DASHBOARD_UNKNOWN_ORDER_TTL_SECS", self.unknown_order_ttl_secs),
             ("DASHBOARD_PROFILE_WRITES_PER_MINUTE", u64::from(self.profile_writes_per_minute)),
             ("DASHBOARD_STRIPE_MAX_RPS", u64::from(self.stripe_max_rps)),
+            ("DASHBOARD_DYNAMODB_ATTEMPT_TIMEOUT_MS", self.dynamodb_attempt_timeout_ms),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be at least 1"));
@@ -405,6 +414,7 @@ impl ServerArgs {
                 refresh_queue_url: self.refresh_queue_url,
                 limits,
             },
+            store_attempt_timeout: Duration::from_millis(self.dynamodb_attempt_timeout_ms),
             lambda_events: self.lambda_events.unwrap_or(self.lambda_runtime_api.is_some()),
         })
     }

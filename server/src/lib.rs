@@ -14,6 +14,7 @@
 //! 7. `secrets`, `config` (reads flags and environment, assembles each module's settings).
 
 pub mod auth;
+pub mod aws;
 pub mod config;
 pub mod cursor;
 #[cfg(feature = "embedded")]
@@ -123,12 +124,14 @@ pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServe
 /// tables come from `infra/`).
 async fn connect_store(config: &Config, log: &Logger) -> anyhow::Result<(Store, Embedded)> {
     let prefix = &config.table_prefix;
+    let attempt = config.store_attempt_timeout;
     match &config.store {
-        StoreConfig::Aws { region } => {
-            Ok((Store::connect(region, None, prefix).await, Embedded::default()))
-        }
+        StoreConfig::Aws { region } => Ok((
+            Store::connect_with_timeout(region, None, prefix, attempt).await,
+            Embedded::default(),
+        )),
         StoreConfig::Endpoint { url, region } => {
-            let store = Store::connect(region, Some(url), prefix).await;
+            let store = Store::connect_with_timeout(region, Some(url), prefix, attempt).await;
             store.ensure_tables(prefix).await.context("creating tables")?;
             Ok((store, Embedded::default()))
         }
@@ -165,8 +168,7 @@ async fn stripe_client(
 /// work: credentials and endpoints resolve on first send.
 async fn refresh_queue(config: &Config) -> Option<aws_sdk_sqs::Client> {
     config.orders.refresh_queue_url.as_ref()?;
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-    Some(aws_sdk_sqs::Client::new(&shared))
+    Some(aws_sdk_sqs::Client::new(crate::aws::shared().await))
 }
 
 /// The API from the contract, plus the paths outside it: Lambda's pass-through `/events` (only

@@ -1,7 +1,6 @@
 //! Secrets from AWS Secrets Manager: one secret (by ARN) holding the Stripe keys and the page
 //! token key as JSON, read once at start and never written to the environment or the logs.
 
-use aws_sdk_secretsmanager::config::BehaviorVersion;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -17,8 +16,7 @@ pub struct Secrets {
 /// Reads the secret with the default AWS configuration (region, credentials, and endpoint
 /// overrides such as `AWS_ENDPOINT_URL_SECRETS_MANAGER`). Errors are one line, without values.
 pub async fn load(arn: &str) -> Result<Secrets, String> {
-    let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let client = aws_sdk_secretsmanager::Client::new(&shared);
+    let client = aws_sdk_secretsmanager::Client::new(crate::aws::shared().await);
     let output = client.get_secret_value().secret_id(arn).send().await.map_err(|e| {
         format!("reading secret {arn}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(e))
     })?;

@@ -2,12 +2,14 @@
 //! uses (the test issuer and client, JSON logs, quick Stripe retries, a random page-token key)
 //! is here, and a test names only what it changes.
 
+use crate::{relaxed, Limit};
 use crate::{ADMIN_CLIENT_ID, ADMIN_GROUP, ADMIN_SCOPE, CLIENT_ID, ISSUER, WEBHOOK_SECRET};
 use dashboard_server::auth::{AuthConfig, JwksSource};
 use dashboard_server::config::{Config, StoreConfig, StripeSetting};
 use dashboard_server::logging::LogFormat;
 use dashboard_server::orders::OrdersConfig;
 use dashboard_server::storage::limits::LimitsConfig;
+use dashboard_server::storage::DEFAULT_ATTEMPT_TIMEOUT;
 use dashboard_server::stripe::StripeConfig;
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct TestConfig {
     store: StoreConfig,
+    store_attempt_timeout: Duration,
     table_prefix: String,
     stripe_url: String,
     stripe_key: String,
@@ -38,6 +41,13 @@ impl TestConfig {
     pub fn new(store: StoreConfig, table_prefix: &str, stripe_url: &str, stripe_key: &str) -> Self {
         TestConfig {
             store,
+            // An attempt moto answers late is retried while the first still runs, and the
+            // retry finds its own write (see `Limit::SlowTransactions`).
+            store_attempt_timeout: if relaxed(Limit::SlowTransactions) {
+                Duration::from_secs(10)
+            } else {
+                DEFAULT_ATTEMPT_TIMEOUT
+            },
             table_prefix: table_prefix.into(),
             stripe_url: stripe_url.into(),
             stripe_key: stripe_key.into(),
@@ -142,6 +152,7 @@ impl TestConfig {
                 admin_scope: ADMIN_SCOPE.into(),
             },
             store: self.store,
+            store_attempt_timeout: self.store_attempt_timeout,
             table_prefix: self.table_prefix,
             log_format: LogFormat::Json,
             log_level: "info".into(),

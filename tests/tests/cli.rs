@@ -319,7 +319,14 @@ async fn admin_erase_removes_the_member_and_completes_an_interrupted_erasure() {
     let member = setup.member("cli-erased");
     assert_eq!(listed(&member).await.len(), 3);
 
+    // Without --yes: what would go, and nothing erased.
     let run = setup.run(&["admin", "erase", "--user-id", "cli-erased"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("add --yes"), "{}", run.stderr);
+    assert_eq!(run.json()["orderCount"], 3);
+    assert_eq!(listed(&member).await.len(), 3, "nothing erased");
+
+    let run = setup.run(&["admin", "erase", "--user-id", "cli-erased", "--yes"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report = run.json();
     assert_eq!(report["resumed"], false);
@@ -361,7 +368,7 @@ async fn admin_erase_removes_the_member_and_completes_an_interrupted_erasure() {
     store.mark_erasing(&profile, chrono::Utc::now()).await.unwrap();
     let halfway = setup.member("cli-halfway");
     assert!(listed(&halfway).await.is_empty(), "nothing half-visible meanwhile");
-    let run = setup.run(&["admin", "erase", "--user-id", "cli-halfway"]).await;
+    let run = setup.run(&["admin", "erase", "--user-id", "cli-halfway", "--yes"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report = run.json();
     assert_eq!(
@@ -370,7 +377,7 @@ async fn admin_erase_removes_the_member_and_completes_an_interrupted_erasure() {
     );
     assert!(store.get_profile_any("cli-halfway").await.unwrap().is_none(), "the profile is gone");
 
-    let missing = setup.run(&["admin", "erase", "--user-id", "cli-halfway"]).await;
+    let missing = setup.run(&["admin", "erase", "--user-id", "cli-halfway", "--yes"]).await;
     assert_eq!(missing.code, 1);
     assert!(missing.stderr.contains("member not found"), "{}", missing.stderr);
     assert_eq!(missing.audit().last().unwrap()["outcome"], "failed");

@@ -327,6 +327,10 @@ async fn lambda_mode_serves_http_events_the_schedule_and_the_refresh_queue() {
         ("HasAdminClient", "false".to_string()),
         ("StripeSecretArn", SECRET_ARN.to_string()),
         ("RefreshQueue", queue_url.clone()),
+        (
+            "StripeMaxRps",
+            template["Parameters"]["StripeMaxRps"]["Default"].as_u64().unwrap().to_string(),
+        ),
     ]);
     // CloudFormation creates the tables; here the server's own definitions do (a unit test
     // checks they are the template's).

@@ -7,10 +7,17 @@
 use crate::process::{cargo, step};
 use crate::repo_root;
 use crate::tools::ensure_wrk;
+use anyhow::Context;
+use camino::Utf8Path;
 use std::process::{Command, ExitCode};
 
-/// Release build, then the bench driver with wrk's `duration` and `connections`.
-pub fn run(duration: &str, connections: u32) -> anyhow::Result<ExitCode> {
+/// Release build, then the bench driver with wrk's `duration` and `connections`; it writes
+/// `target/bench/latest.json` and compares with `compare` when given.
+pub fn run(
+    duration: &str,
+    connections: u32,
+    compare: Option<&Utf8Path>,
+) -> anyhow::Result<ExitCode> {
     let root = repo_root();
     ensure_wrk()?;
     step(
@@ -31,9 +38,15 @@ pub fn run(duration: &str, connections: u32) -> anyhow::Result<ExitCode> {
             ],
         ),
     )?;
-    step(
-        "bench",
-        Command::new(root.join("target/release/bench")).args([duration, &connections.to_string()]),
-    )?;
+    let mut bench = Command::new(root.join("target/release/bench"));
+    bench.args([duration, &connections.to_string()]);
+    if let Some(old) = compare {
+        // Read before the run overwrites it, when it is latest.json itself.
+        std::fs::create_dir_all(root.join("target/bench"))?;
+        let kept = root.join("target/bench/compare-with.json");
+        std::fs::copy(old, &kept).with_context(|| format!("reading {old}"))?;
+        bench.env("BENCH_COMPARE", kept);
+    }
+    step("bench", &mut bench)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -57,6 +57,9 @@ enum Command {
         /// wrk connections.
         #[arg(long, default_value_t = 16)]
         connections: u32,
+        /// An earlier run's `target/bench/latest.json`: print each figure beside it.
+        #[arg(long, value_name = "OLD.json")]
+        compare: Option<Utf8PathBuf>,
     },
 }
 
@@ -66,7 +69,9 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Openapi(app) => Ok(app.exec(&environment()?, &managed_apis()?)),
         Command::Compat { command } => compat::run(command),
         Command::Test(args) => test::run(args),
-        Command::Bench { duration, connections } => bench::run(&duration, connections),
+        Command::Bench { duration, connections, compare } => {
+            bench::run(&duration, connections, compare.as_deref())
+        }
     }
 }
 

@@ -164,11 +164,14 @@ fn infra_checks(root: &Utf8Path) -> anyhow::Result<()> {
 /// The integration tests (`dashboard-tests`) against moto's server, started from the venv on a
 /// free port and stopped afterwards.
 fn moto_tests(root: &Utf8Path) -> anyhow::Result<()> {
-    let moto = venv(root)?.join("bin/moto_server");
+    // moto's server with its requests applied one at a time, as DynamoDB isolates them (the
+    // script says why).
+    let python = venv(root)?.join("bin/python");
     let port = free_port()?;
     let log = root.join("target/moto_server.log");
-    let process = Command::new(&moto)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let process = Command::new(&python)
+        .arg(root.join("tools/moto/serialized_server.py"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .spawn()

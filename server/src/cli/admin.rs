@@ -42,10 +42,13 @@ enum AdminCommand {
     Export(Box<MemberArgs>),
     /// Erase a member's dashboard data, as the member's own `DELETE /dashboard/profile` does
     /// (profile, cached orders, the Stripe customer link and its claim; Stripe's records are
-    /// untouched), and print what was removed as JSON. It takes the current profile version
-    /// as the confirmation; running it again completes an erasure that was interrupted.
-    #[command(after_help = "Example:\n  dashboard-server admin erase --user-id member-1")]
-    Erase(Box<MemberArgs>),
+    /// untouched), and print what was removed as JSON. Without `--yes` it erases nothing: it
+    /// prints the member's summary (what would go) and exits with status 2. Running it again
+    /// completes an erasure that was interrupted.
+    #[command(after_help = "Example:\n  \
+        dashboard-server admin erase --user-id member-1          # what would go; nothing erased\n  \
+        dashboard-server admin erase --user-id member-1 --yes")]
+    Erase(Box<EraseArgs>),
 }
 
 #[derive(Args)]
@@ -55,6 +58,15 @@ struct MemberArgs {
     /// The member's user id (the token's `sub`).
     #[arg(long)]
     user_id: String,
+}
+
+#[derive(Args)]
+struct EraseArgs {
+    #[command(flatten)]
+    member: MemberArgs,
+    /// Erase. Without it nothing is erased: the command prints what would go.
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Args)]
@@ -73,6 +85,8 @@ enum Action {
     Show,
     Export,
     Erase,
+    /// `erase` without `--yes`: the summary, and nothing erased.
+    EraseUnconfirmed,
 }
 
 pub async fn run(args: AdminArgs) -> ExitCode {
@@ -81,7 +95,8 @@ pub async fn run(args: AdminArgs) -> ExitCode {
         AdminCommand::Unlink(member) => (*member, Action::Unlink),
         AdminCommand::ShowMember(member) => (*member, Action::Show),
         AdminCommand::Export(member) => (*member, Action::Export),
-        AdminCommand::Erase(member) => (*member, Action::Erase),
+        AdminCommand::Erase(erase) if erase.yes => (erase.member, Action::Erase),
+        AdminCommand::Erase(erase) => (erase.member, Action::EraseUnconfirmed),
     };
     // Refuse a bad id before anything starts (the API answers 400 for it).
     let customer = match &action {
@@ -141,6 +156,21 @@ pub async fn run(args: AdminArgs) -> ExitCode {
             let result = erase(&running, &log, &user_id).await;
             super::audit(&log, "erase_member", Some(&user_id), None, result.is_ok());
             result.map(|report| json!(report))
+        }
+        Action::EraseUnconfirmed => {
+            let result = show(&running, &user_id).await;
+            if result.is_ok() {
+                eprintln!(
+                    "dashboard-server: nothing erased; this would erase the member below \
+                     (profile, cached orders, Stripe customer link): add --yes to erase"
+                );
+                if let Ok(summary) = &result {
+                    println!("{summary}");
+                }
+                let _ = running.stop().await;
+                return ExitCode::from(2);
+            }
+            result
         }
     };
     let code = match result {

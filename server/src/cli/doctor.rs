@@ -3,11 +3,13 @@
 //! fails, 2 when the configuration itself does not resolve. No secret is ever printed.
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{KeySchemaElement, KeyType, TimeToLiveStatus};
+use aws_sdk_dynamodb::types::{
+    KeySchemaElement, KeyType, Projection, ProjectionType, TimeToLiveStatus,
+};
 use clap::Args;
 use dashboard_server::auth::JwksSource;
 use dashboard_server::config::{Config, ServerArgs, StoreConfig, StripeSetting};
-use dashboard_server::storage::schema::{self, IndexSpec, Key, TableSpec};
+use dashboard_server::storage::schema::{self, IndexProjection, IndexSpec, Key, TableSpec};
 use dashboard_server::storage::Store;
 use secrecy::ExposeSecret;
 use std::process::ExitCode;
@@ -109,12 +111,12 @@ async fn check_store(config: &Config, report: &mut Report) {
         let global: Vec<_> = table
             .global_secondary_indexes()
             .iter()
-            .map(|i| (i.index_name().unwrap_or_default(), i.key_schema()))
+            .map(|i| (i.index_name().unwrap_or_default(), i.key_schema(), i.projection()))
             .collect();
         let local: Vec<_> = table
             .local_secondary_indexes()
             .iter()
-            .map(|i| (i.index_name().unwrap_or_default(), i.key_schema()))
+            .map(|i| (i.index_name().unwrap_or_default(), i.key_schema(), i.projection()))
             .collect();
         problems.extend(index_problems("global", &spec.global_indexes, &global));
         problems.extend(index_problems("local", &spec.local_indexes, &local));
@@ -148,25 +150,49 @@ fn keys_text(partition: &Key, sort: Option<Key>) -> String {
 fn index_problems(
     kind: &str,
     expected: &[IndexSpec],
-    actual: &[(&str, &[KeySchemaElement])],
+    actual: &[(&str, &[KeySchemaElement], Option<&Projection>)],
 ) -> Vec<String> {
     expected
         .iter()
         .filter_map(|index| {
-            let found = actual.iter().find(|(name, _)| *name == index.name);
+            let found = actual.iter().find(|(name, _, _)| *name == index.name);
             match found {
                 None => Some(format!("{kind} index {} missing", index.name)),
-                Some((_, keys)) if !same_keys(keys, &index.partition, index.sort.as_ref()) => {
+                Some((_, keys, _)) if !same_keys(keys, &index.partition, index.sort.as_ref()) => {
                     Some(format!(
                         "{kind} index {} key schema is not {}",
                         index.name,
                         keys_text(&index.partition, index.sort)
                     ))
                 }
+                Some((_, _, projection)) if !same_projection(*projection, index.projection) => {
+                    Some(format!(
+                        "{kind} index {} projects {}, not {:?}",
+                        index.name,
+                        projection.and_then(|p| p.projection_type()).map_or("?", |t| t.as_str()),
+                        index.projection
+                    ))
+                }
                 Some(_) => None,
             }
         })
         .collect()
+}
+
+fn same_projection(actual: Option<&Projection>, expected: IndexProjection) -> bool {
+    let Some(actual) = actual else { return false };
+    let mut held: Vec<&str> = actual.non_key_attributes().iter().map(String::as_str).collect();
+    held.sort_unstable();
+    match (actual.projection_type(), expected) {
+        (Some(ProjectionType::KeysOnly), IndexProjection::KeysOnly) => true,
+        (Some(ProjectionType::All), IndexProjection::All) => true,
+        (Some(ProjectionType::Include), IndexProjection::Include(attributes)) => {
+            let mut wanted = attributes.to_vec();
+            wanted.sort_unstable();
+            held == wanted
+        }
+        _ => false,
+    }
 }
 
 async fn ttl_problem(store: &Store, table: &str, attribute: &str) -> Option<String> {

@@ -74,6 +74,10 @@ const RETRYABLE_CODES: &[&str] = &[
     "InternalServerError",
     "ServiceUnavailable",
     "LimitExceededException",
+    // A write that met an ongoing transaction on its item
+    // (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html#transaction-conflict-handling).
+    "TransactionConflictException",
+    "TransactionInProgressException",
 ];
 
 impl<E, R> From<SdkError<E, R>> for StoreError
@@ -96,6 +100,14 @@ where
                     if error.message().is_some_and(|m| m.contains("ConditionalCheckFailed")) =>
                 {
                     StoreError::ConditionFailed
+                }
+                // Cancelled because another transaction or write held one of its items: the
+                // reasons name it `TransactionConflict`, and trying again later is the cure
+                // (same page as above).
+                Some("TransactionCanceledException")
+                    if error.message().is_some_and(|m| m.contains("TransactionConflict")) =>
+                {
+                    StoreError::Unavailable("transaction conflict".into())
                 }
                 Some(code) if RETRYABLE_CODES.contains(&code) => {
                     StoreError::Unavailable(code.to_string())
@@ -187,6 +199,9 @@ impl TableNames {
     }
 }
 
+/// `DASHBOARD_DYNAMODB_ATTEMPT_TIMEOUT_MS`'s default.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The DynamoDB client and table names; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -201,18 +216,27 @@ impl Store {
     /// Builds the SDK client for AWS (`endpoint` = None) or a DynamoDB-API endpoint. No network
     /// work happens here, so cold start stays cheap.
     pub async fn connect(region: &str, endpoint: Option<&str>, prefix: &str) -> Self {
+        Self::connect_with_timeout(region, endpoint, prefix, DEFAULT_ATTEMPT_TIMEOUT).await
+    }
+
+    /// [`Self::connect`], with each request attempt limited to `attempt` (the request with
+    /// its retries to 2.5 times that).
+    pub async fn connect_with_timeout(
+        region: &str,
+        endpoint: Option<&str>,
+        prefix: &str,
+        attempt: Duration,
+    ) -> Self {
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(1))
-            .operation_attempt_timeout(Duration::from_secs(2))
-            .operation_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt.mul_f64(2.5))
             .build();
         let mut config = match endpoint {
             None => {
-                let shared = aws_config::defaults(BehaviorVersion::latest())
+                // The process's one AWS configuration, with the configured region.
+                aws_sdk_dynamodb::config::Builder::from(crate::aws::shared().await)
                     .region(Region::new(region.to_string()))
-                    .load()
-                    .await;
-                aws_sdk_dynamodb::config::Builder::from(&shared)
                     .timeout_config(timeouts)
                     .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
                     .build()

@@ -15,7 +15,10 @@
 //! - reserved words: `ReservedWords.html` (the list in `reserved_words.txt`) and
 //!   `Expressions.ExpressionAttributeNames.html`;
 //! - TTL: `time-to-live-ttl-before-you-start.html` (a Number in epoch seconds, or the item never
-//!   expires).
+//!   expires);
+//! - index projections: `GSI.html#GSI.Projections` (a global index returns only what it
+//!   projects) and `LSI.html#LSI.Projections` (a local index fetches the rest from the table, at
+//!   a read of the whole item each): a query of an index asks only for what the index holds.
 
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -178,6 +181,15 @@ pub fn check(operation: &str, body: &Value) -> Result<(), RuleViolation> {
             attribute_rules(name, value).or_else(fail)?;
         }
     }
+    if let Some(index) = body.get("IndexName").and_then(Value::as_str) {
+        let projection = body.get("ProjectionExpression").and_then(Value::as_str);
+        let table = body.get("TableName").and_then(Value::as_str).unwrap_or_default();
+        for attribute in projection.map(|p| projected_names(p, names)).unwrap_or_default() {
+            if !index_holds(table, index, &attribute) {
+                return fail(format!("index {index} does not hold `{attribute}`"));
+            }
+        }
+    }
     let expressions: Vec<(&str, &str)> = EXPRESSIONS
         .iter()
         .filter_map(|field| Some((*field, body.get(*field)?.as_str()?)))
@@ -220,6 +232,37 @@ pub fn check(operation: &str, body: &Value) -> Result<(), RuleViolation> {
         }
     }
     Ok(())
+}
+
+/// The top-level attributes a projection expression names (`a.b` and `a[0]` name `a`), with
+/// placeholders resolved.
+fn projected_names(expression: &str, names: &Map<String, Value>) -> Vec<String> {
+    expression
+        .split(',')
+        .filter_map(|path| {
+            let first = path.trim().split(['.', '[']).next()?;
+            match first.strip_prefix('#') {
+                Some(_) => names.get(first)?.as_str().map(str::to_string),
+                None => Some(first.to_string()),
+            }
+        })
+        .collect()
+}
+
+/// Whether `index` of `table` (one of ours) holds `attribute`: its keys, the table's keys, or
+/// what it projects. Unknown tables and indexes hold everything (nothing to check).
+fn index_holds(table: &str, index: &str, attribute: &str) -> bool {
+    let Some(spec) = super::schema::tables().into_iter().find(|t| table.ends_with(t.base_name))
+    else {
+        return true;
+    };
+    let Some(found) =
+        spec.global_indexes.iter().chain(&spec.local_indexes).find(|i| i.name == index)
+    else {
+        return true;
+    };
+    let keys = [Some(spec.partition), spec.sort, Some(found.partition), found.sort];
+    keys.iter().flatten().any(|k| k.name == attribute) || found.projection.holds(attribute)
 }
 
 /// The table and primary key a transaction action targets (from its `Key`, or a `Put`'s
@@ -497,6 +540,29 @@ mod tests {
         ] {
             assert_eq!(reserved_word(fine), None, "{fine}");
         }
+    }
+
+    #[test]
+    fn an_index_query_asks_only_for_what_the_index_holds() {
+        let query = |index: &str, projection: &str| {
+            json!({
+                "TableName": "dev-OrderSnapshots",
+                "IndexName": index,
+                "KeyConditionExpression": "userId = :u",
+                "ExpressionAttributeValues": { ":u": { "S": "m" } },
+                "ExpressionAttributeNames": { "#s": "status" },
+                "ProjectionExpression": projection,
+            })
+        };
+        check("Query", &query("byCreated", "orderId, createdKey, #s, amount, expiresAt")).unwrap();
+        let whole = violation("Query", query("byCreated", "orderId, #s, items"));
+        assert!(whole.contains("does not hold `items`"), "{whole}");
+        let profiles = json!({
+            "TableName": "dev-UserProfiles",
+            "IndexName": "byStripeCustomerId",
+            "ProjectionExpression": "userId, stripeCustomerId, email",
+        });
+        assert!(violation("Scan", profiles).contains("does not hold `email`"));
     }
 
     #[test]

@@ -19,6 +19,44 @@ pub struct IndexSpec {
     pub name: &'static str,
     pub partition: Key,
     pub sort: Option<Key>,
+    pub projection: IndexProjection,
+}
+
+/// What an index holds besides its own keys and the table's: an index's reads cost by the size
+/// of what it holds (`LSI.html#LSI.ThroughputConsiderations`), so each holds only what its
+/// queries read. A local index can never be changed once its table exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexProjection {
+    KeysOnly,
+    /// These non-key attributes too.
+    Include(&'static [&'static str]),
+    /// Every attribute (none of ours: the template check names it if one appears).
+    All,
+}
+
+impl IndexProjection {
+    /// Whether `attribute` can be read from the index (`table_keys` are always there).
+    pub fn holds(&self, attribute: &str) -> bool {
+        match self {
+            IndexProjection::KeysOnly => false,
+            IndexProjection::Include(attributes) => attributes.contains(&attribute),
+            IndexProjection::All => true,
+        }
+    }
+
+    fn to_sdk(self) -> Projection {
+        let builder = Projection::builder();
+        let builder = match self {
+            IndexProjection::KeysOnly => builder.projection_type(ProjectionType::KeysOnly),
+            IndexProjection::Include(attributes) => {
+                attributes.iter().fold(builder.projection_type(ProjectionType::Include), |b, a| {
+                    b.non_key_attributes(*a)
+                })
+            }
+            IndexProjection::All => builder.projection_type(ProjectionType::All),
+        };
+        builder.build()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +76,21 @@ pub const BY_STRIPE_CUSTOMER: &str = "byStripeCustomerId";
 pub const ORDER_SNAPSHOTS: &str = "OrderSnapshots";
 /// Newest-first listing: sort key `createdKey` = zero-padded creation time + `#` + order id.
 pub const BY_CREATED: &str = "byCreated";
+/// What `byCreated` holds besides the keys (`userId`, `orderId`, `createdKey`): the listing's
+/// summary, and `expiresAt`, which hides an expired snapshot before DynamoDB's TTL removes it.
+/// A listing reads 20 of these instead of 20 whole orders.
+pub const BY_CREATED_ATTRIBUTES: &[&str] = &[
+    "orderNumber",
+    "status",
+    "amount",
+    "amountRefunded",
+    "currency",
+    "itemCount",
+    "createdAt",
+    "updatedAt",
+    "expiresAt",
+    "stripeCustomerId",
+];
 pub const STRIPE_EVENTS: &str = "StripeEvents";
 /// One item per linked Stripe customer, naming its member: the uniqueness claim that makes
 /// "one member per customer" a conditional write rather than an index lookup.
@@ -54,6 +107,8 @@ pub fn tables() -> Vec<TableSpec> {
                 name: BY_STRIPE_CUSTOMER,
                 partition: Key { name: "stripeCustomerId", kind: "S" },
                 sort: None,
+                // It maps a customer to its member: the keys are all it is read for.
+                projection: IndexProjection::KeysOnly,
             }],
             local_indexes: vec![],
             ttl_attribute: None,
@@ -67,6 +122,7 @@ pub fn tables() -> Vec<TableSpec> {
                 name: BY_CREATED,
                 partition: Key { name: "userId", kind: "S" },
                 sort: Some(Key { name: "createdKey", kind: "S" }),
+                projection: IndexProjection::Include(BY_CREATED_ATTRIBUTES),
             }],
             ttl_attribute: Some("expiresAt"),
         },
@@ -142,7 +198,7 @@ impl TableSpec {
                 GlobalSecondaryIndex::builder()
                     .index_name(index.name)
                     .set_key_schema(Some(key_schema(&index.partition, index.sort.as_ref())))
-                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    .projection(index.projection.to_sdk())
                     .build()
                     .expect("index has its required fields")
             })
@@ -154,7 +210,7 @@ impl TableSpec {
                 LocalSecondaryIndex::builder()
                     .index_name(index.name)
                     .set_key_schema(Some(key_schema(&index.partition, index.sort.as_ref())))
-                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    .projection(index.projection.to_sdk())
                     .build()
                     .expect("index has its required fields")
             })
@@ -236,6 +292,10 @@ mod tests {
         (hash.expect("a partition key"), range)
     }
 
+    fn leak(s: &str) -> &'static str {
+        Box::leak(s.to_string().into_boxed_str())
+    }
+
     fn indexes(list: &Value, definitions: &Value) -> Vec<IndexSpec> {
         let mut indexes: Vec<IndexSpec> = list
             .as_sequence()
@@ -244,10 +304,23 @@ mod tests {
             .iter()
             .map(|index| {
                 let (partition, sort) = keys(&index["KeySchema"], definitions);
-                assert_eq!(index["Projection"]["ProjectionType"].as_str(), Some("ALL"));
-                let name =
-                    Box::leak(index["IndexName"].as_str().unwrap().to_string().into_boxed_str());
-                IndexSpec { name, partition, sort }
+                let projection = &index["Projection"];
+                let projection = match projection["ProjectionType"].as_str() {
+                    Some("KEYS_ONLY") => IndexProjection::KeysOnly,
+                    Some("ALL") => IndexProjection::All,
+                    Some("INCLUDE") => IndexProjection::Include(Box::leak(
+                        projection["NonKeyAttributes"]
+                            .as_sequence()
+                            .expect("INCLUDE names its attributes")
+                            .iter()
+                            .map(|a| leak(a.as_str().unwrap()))
+                            .collect::<Vec<_>>()
+                            .into_boxed_slice(),
+                    )),
+                    other => panic!("unexpected projection {other:?}"),
+                };
+                let name = leak(index["IndexName"].as_str().unwrap());
+                IndexSpec { name, partition, sort, projection }
             })
             .collect();
         indexes.sort_by_key(|i| i.name);

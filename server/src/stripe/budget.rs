@@ -77,15 +77,23 @@ impl RequestBudget {
                 .spend_stripe_second(now.timestamp(), self.per_second)
                 .await
                 .map_err(|e| StripeFailure::Unavailable(format!("the Stripe budget: {e}")))?;
-            if granted {
+            // A grant counts in the second it was asked for: one that came back after that
+            // second ended (a slow store) would put the request into the next second, beside
+            // that second's own grants. It is left spent, and the next second asked for.
+            let late = chrono::Utc::now().timestamp() != now.timestamp();
+            if granted && !late {
                 return Ok(());
             }
             if patience != Patience::Wait {
                 return Err(spent());
             }
-            // Another instance spent this second: wait for the next one.
-            let into_second = u64::from(now.timestamp_subsec_millis());
-            let until_next = Duration::from_millis(1000u64.saturating_sub(into_second));
+            // Another instance spent this second (or the grant came late): wait for the next.
+            let into_second = u64::from(chrono::Utc::now().timestamp_subsec_millis());
+            let until_next = if late {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(1000u64.saturating_sub(into_second))
+            };
             if Instant::now() + until_next > deadline {
                 return Err(spent());
             }

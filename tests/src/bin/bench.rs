@@ -18,38 +18,74 @@ use std::time::{Duration, Instant};
 use stripe_sim::{ItemSpec, StripeSim};
 
 const MEMBERS: usize = 64;
+/// Orders per member behind the listing's figures.
+const ORDERS_PER_MEMBER: i64 = 50;
 
 struct Figures {
-    name: &'static str,
+    name: String,
     ready: Duration,
     requests: u64,
     rps: f64,
     p50: String,
     p99: String,
     cpu_us_per_req: f64,
+    /// The store process's CPU per request over the same load (`None`: no store process).
+    store_cpu_us_per_req: Option<f64>,
     peak_rss_kib: u64,
+}
+
+/// The figures of one run, by name, for `target/bench/latest.json` and `--compare`.
+#[derive(Default)]
+struct Record(std::collections::BTreeMap<String, f64>);
+
+impl Record {
+    fn set(&mut self, name: impl Into<String>, value: f64) {
+        self.0.insert(name.into(), value);
+    }
+
+    fn load(&mut self, prefix: &str, f: &Figures) {
+        self.set(format!("{prefix}.req_per_s"), f.rps);
+        self.set(format!("{prefix}.server_cpu_us_per_req"), f.cpu_us_per_req);
+        if let Some(store) = f.store_cpu_us_per_req {
+            self.set(format!("{prefix}.store_cpu_us_per_req"), store);
+        }
+        self.set(format!("{prefix}.peak_rss_mib"), f.peak_rss_kib as f64 / 1024.0);
+        self.set(format!("{prefix}.ready_ms"), f.ready.as_secs_f64() * 1000.0);
+    }
+}
+
+/// The embedded store in a process of its own (in memory, or persisted to SQLite under
+/// `data_dir`), as DynamoDB would be.
+struct StoreProcess {
+    process: KillOnDrop,
+    endpoint: String,
+}
+
+fn start_store(server_bin: &Path, data_dir: Option<&Path>) -> anyhow::Result<StoreProcess> {
+    let mut command = Command::new(server_bin);
+    command.arg("store");
+    if let Some(dir) = data_dir {
+        command.arg("--data-dir").arg(dir);
+    }
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let mut endpoint = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut endpoint)?;
+    Ok(StoreProcess { process: KillOnDrop(child), endpoint: endpoint.trim().to_string() })
 }
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let duration = args.get(1).cloned().unwrap_or_else(|| "10s".into());
     let connections = args.get(2).cloned().unwrap_or_else(|| "16".into());
-    let release = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+    let compare = std::env::var_os("BENCH_COMPARE").map(PathBuf::from);
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
+    let release = target.join("release");
     let server_bin = release.join("dashboard-server");
     let bare_bin = release.join("examples/bare_dropshot");
     which("wrk").ok_or_else(|| anyhow::anyhow!("wrk is needed: apt-get install -y wrk"))?;
+    let mut record = Record::default();
 
     let work = tempfile::tempdir()?;
-    // The store runs in its own process, as DynamoDB would.
-    let mut store = Command::new(&server_bin)
-        .args(["store"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut endpoint = String::new();
-    BufReader::new(store.stdout.take().unwrap()).read_line(&mut endpoint)?;
-    let store = KillOnDrop(store);
-    let endpoint = endpoint.trim().to_string();
     // Stripe is the simulator, in this (the load generator's) process, not the server's.
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -68,70 +104,101 @@ fn main() -> anyhow::Result<()> {
     );
     let script = work.path().join("tokens.lua");
     std::fs::write(&script, lua_rotating_tokens(&tokens))?;
-
-    let port = free_port()?;
-    let mut server_cmd = Command::new(&server_bin);
-    server_cmd
-        .args(["serve"])
-        .env("DASHBOARD_BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("DASHBOARD_DYNAMODB_ENDPOINT", &endpoint)
-        .env("DASHBOARD_JWT_ISSUER", ISSUER)
-        .env("DASHBOARD_JWT_CLIENT_ID", CLIENT_ID)
-        .env("DASHBOARD_JWKS_FILE", &jwks)
-        .env("DASHBOARD_TABLE_PREFIX", "bench-")
-        .env("DASHBOARD_LOG_FORMAT", "json")
-        .env("DASHBOARD_CURSOR_KEY", "bench-cursor-key-bench-cursor-key-0123")
-        .env("STRIPE_SECRET_KEY", sim.secret_key())
-        .env("STRIPE_WEBHOOK_SECRET", BENCH_WEBHOOK_SECRET)
-        .env("STRIPE_API_BASE", sim.url())
-        // The 10,000-intent reconcile below takes longer than a request's default Stripe
-        // budget (25 s); the bench measures its cost, not the deadline.
-        .env("DASHBOARD_STRIPE_DEADLINE_MS", "600000")
-        // The bench measures costs, not the account-wide rate limiter (default 20/s).
-        .env("DASHBOARD_STRIPE_MAX_RPS", "1000000");
-    let (server, ready) = start_timed(&mut server_cmd, port)?;
-    let base = format!("http://127.0.0.1:{port}");
+    let script = script.to_str().unwrap();
     let http = reqwest::Client::new();
-    // First reads create the members' profiles; the load then measures steady-state reads.
-    for token in &tokens {
-        http_get(port, "/dashboard/profile", Some(token))?;
-    }
-    let profile = measure(
-        "GET /dashboard/profile",
-        &server,
-        ready,
-        &["--latency", "-s", script.to_str().unwrap()],
-        &format!("{base}/dashboard/profile"),
-        &duration,
-        &connections,
-    )?;
+    let server_command = |endpoint: &str, port: u16| {
+        let mut command = Command::new(&server_bin);
+        command
+            .args(["serve"])
+            .env("DASHBOARD_BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("DASHBOARD_DYNAMODB_ENDPOINT", endpoint)
+            .env("DASHBOARD_JWT_ISSUER", ISSUER)
+            .env("DASHBOARD_JWT_CLIENT_ID", CLIENT_ID)
+            .env("DASHBOARD_JWKS_FILE", &jwks)
+            .env("DASHBOARD_TABLE_PREFIX", "bench-")
+            .env("DASHBOARD_LOG_FORMAT", "json")
+            .env("DASHBOARD_CURSOR_KEY", "bench-cursor-key-bench-cursor-key-0123")
+            .env("STRIPE_SECRET_KEY", sim.secret_key())
+            .env("STRIPE_WEBHOOK_SECRET", BENCH_WEBHOOK_SECRET)
+            .env("STRIPE_API_BASE", sim.url())
+            // The 10,000-intent reconcile below takes longer than a request's default Stripe
+            // budget (25 s); the bench measures its cost, not the deadline.
+            .env("DASHBOARD_STRIPE_DEADLINE_MS", "600000")
+            // The bench measures costs, not the account-wide rate limiter (default 20/s).
+            .env("DASHBOARD_STRIPE_MAX_RPS", "1000000");
+        command
+    };
+    let start_server = |endpoint: &str| -> anyhow::Result<(KillOnDrop, Duration, String)> {
+        let port = free_port()?;
+        let (server, ready) = start_timed(&mut server_command(endpoint, port), port)?;
+        Ok((server, ready, format!("http://127.0.0.1:{port}")))
+    };
 
-    // Orders: every member gets a Stripe customer with 50 orders, cached by a reconcile.
-    for i in 0..MEMBERS {
-        let customer = sim.create_customer(&format!("{}@example.com", member(i)));
-        for n in 0..50 {
-            sim.advance(7);
-            let pi = sim.create_payment_intent(
-                &customer,
-                1000 + n,
-                "usd",
-                &[ItemSpec::new("Tee", 1, 1000 + n)],
-            );
-            sim.succeed(&pi);
+    // The read path on each store: seeded by one server (every member's profile, and 50 orders
+    // each cached by a reconcile), then each load on a server of its own, so that its peak RSS
+    // is the load's, not the seeding's.
+    let persisted_dir = work.path().join("store");
+    std::fs::create_dir_all(&persisted_dir)?;
+    let mut read_rows = Vec::new();
+    let mut stores = Vec::new();
+    for (label, data_dir) in [("in-memory", None), ("persisted", Some(persisted_dir.as_path()))] {
+        let store = start_store(&server_bin, data_dir)?;
+        {
+            let (_seeder, _, base) = start_server(&store.endpoint)?;
+            for (i, token) in tokens.iter().enumerate() {
+                runtime.block_on(
+                    http.get(format!("{base}/dashboard/profile")).bearer_auth(token).send(),
+                )?;
+                let customer = sim.create_customer(&format!("{}@example.com", member(i)));
+                for n in 0..ORDERS_PER_MEMBER {
+                    sim.advance(7);
+                    let pi = sim.create_payment_intent(
+                        &customer,
+                        1000 + n,
+                        "usd",
+                        &[ItemSpec::new("Tee", 1, 1000 + n)],
+                    );
+                    sim.succeed(&pi);
+                }
+                runtime.block_on(link_and_sync(&http, &base, &admin, &member(i), &customer))?;
+            }
         }
-        runtime.block_on(link_and_sync(&http, &base, &admin, &member(i), &customer))?;
+        let (server, ready, base) = start_server(&store.endpoint)?;
+        let profile = measure(
+            &format!("profile ({label})"),
+            &server,
+            Some(&store),
+            ready,
+            &["--latency", "-s", script],
+            &format!("{base}/dashboard/profile"),
+            &duration,
+            &connections,
+        )?;
+        drop(server);
+        let (server, ready, base) = start_server(&store.endpoint)?;
+        let orders = measure(
+            &format!("orders ({label})"),
+            &server,
+            Some(&store),
+            ready,
+            &["--latency", "-s", script],
+            &format!("{base}/dashboard/orders?limit=20"),
+            &duration,
+            &connections,
+        )?;
+        drop(server);
+        let units = runtime.block_on(listing_read_units(&store.endpoint, &member(0)))?;
+        record.load(&format!("profile.{label}"), &profile);
+        record.load(&format!("orders.{label}"), &orders);
+        record.set(format!("orders.{label}.read_units_per_listing"), units.0);
+        record.set(format!("orders.{label}.read_units_whole_items"), units.1);
+        read_rows.push((label, profile, orders, units));
+        stores.push(store);
     }
-    let orders = measure(
-        "GET /dashboard/orders",
-        &server,
-        ready,
-        &["--latency", "-s", script.to_str().unwrap()],
-        &format!("{base}/dashboard/orders?limit=20"),
-        &duration,
-        &connections,
-    )?;
+    let store = &stores[0];
 
     // Webhook ingestion: signed events, verified and applied, with 20% duplicates.
+    let (server, _, base) = start_server(&store.endpoint)?;
     let events_before = sim.events().len();
     let customers: Vec<String> = (0..MEMBERS)
         .map(|i| runtime.block_on(customer_of(&http, &base, &tokens[i])))
@@ -159,7 +226,8 @@ fn main() -> anyhow::Result<()> {
     for (n, size) in [100usize, 1_000, 10_000].into_iter().enumerate() {
         let user = format!("bench-reconcile-{n}");
         let token = key.sign(Some("bench-key"), &claims(json!({"sub": user, "exp": exp})));
-        http_get(port, "/dashboard/profile", Some(&token))?;
+        runtime
+            .block_on(http.get(format!("{base}/dashboard/profile")).bearer_auth(&token).send())?;
         let customer = sim.create_customer(&format!("{user}@example.com"));
         for i in 0..size {
             if i % 5 == 0 {
@@ -179,12 +247,13 @@ fn main() -> anyhow::Result<()> {
     let mut bare_cmd = Command::new(&bare_bin);
     bare_cmd
         .env("DASHBOARD_BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("DASHBOARD_DYNAMODB_ENDPOINT", &endpoint)
+        .env("DASHBOARD_DYNAMODB_ENDPOINT", &store.endpoint)
         .env("DASHBOARD_TABLE_PREFIX", "bench-");
     let (bare, ready) = start_timed(&mut bare_cmd, port)?;
     let baseline = measure(
         "bare Dropshot endpoint",
         &bare,
+        None,
         ready,
         &["--latency"],
         &format!("http://127.0.0.1:{port}/healthz"),
@@ -195,6 +264,7 @@ fn main() -> anyhow::Result<()> {
     let floor = measure(
         "bare + one GetItem",
         &bare,
+        Some(store),
         ready,
         &["--latency"],
         &format!("http://127.0.0.1:{port}/store-read"),
@@ -202,61 +272,75 @@ fn main() -> anyhow::Result<()> {
         &connections,
     )?;
     drop(bare);
-    drop(store);
+    record.load("bare", &baseline);
+    record.load("floor", &floor);
 
     println!();
     println!(
-        "wrk: 1 thread, {connections} connections, {duration}; {MEMBERS} members, RS256 tokens"
+        "wrk: 1 thread, {connections} connections, {duration}; {MEMBERS} members, RS256 tokens, \
+         {ORDERS_PER_MEMBER} orders each; each load on a fresh server process"
     );
     println!(
-        "{:<26} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12} {:>10}",
-        "", "requests", "req/s", "p50", "p99", "CPU us/req", "peak RSS", "ready"
+        "{:<26} {:>9} {:>9} {:>9} {:>9} {:>11} {:>11} {:>10} {:>9}",
+        "", "requests", "req/s", "p50", "p99", "server us", "store us", "peak RSS", "ready"
     );
-    for f in [&profile, &orders, &baseline, &floor] {
+    let rows = read_rows.iter().flat_map(|(_, p, o, _)| [p, o]).chain([&baseline, &floor]);
+    for f in rows {
         println!(
-            "{:<26} {:>10} {:>10.0} {:>10} {:>10} {:>12.1} {:>9} MiB {:>8.1}ms",
+            "{:<26} {:>9} {:>9.0} {:>9} {:>9} {:>11.1} {:>11} {:>6} MiB {:>7.1}ms",
             f.name,
             f.requests,
             f.rps,
             f.p50,
             f.p99,
             f.cpu_us_per_req,
+            f.store_cpu_us_per_req.map_or("-".into(), |us| format!("{us:.1}")),
             f.peak_rss_kib / 1024,
             f.ready.as_secs_f64() * 1000.0
         );
     }
-    println!();
-    let ratio = profile.cpu_us_per_req / baseline.cpu_us_per_req;
     println!(
-        "CPU per request vs bare: profile {ratio:.2}x (target <= 2x), orders {:.2}x",
-        orders.cpu_us_per_req / baseline.cpu_us_per_req
+        "(server us, store us: CPU microseconds per request of the server and store processes)"
     );
+    println!();
+    for (label, profile, orders, (units, whole)) in &read_rows {
+        let ratio = orders.cpu_us_per_req / profile.cpu_us_per_req;
+        record.set(format!("orders.{label}.server_cpu_vs_profile"), ratio);
+        println!(
+            "{label}: listing of 20 vs profile read, server CPU {ratio:.2}x (target <= 2x); \
+             read units per listing {units:.1} (20 whole orders from the table: {whole:.1}); \
+             peak RSS listing {:.1} MiB (target < 25), profile {:.1} MiB (target < 20)",
+            orders.peak_rss_kib as f64 / 1024.0,
+            profile.peak_rss_kib as f64 / 1024.0,
+        );
+    }
+    let profile = &read_rows[0].1;
     println!(
         "floor: the bare endpoint plus one consistent GetItem through the server's SDK client \
-         costs {:.2}x the bare endpoint; the profile endpoint costs {:.2}x that floor",
+         costs {:.2}x the bare endpoint; the profile endpoint costs {:.2}x that floor \
+         (target <= 1.2x)",
         floor.cpu_us_per_req / baseline.cpu_us_per_req,
         profile.cpu_us_per_req / floor.cpu_us_per_req
-    );
-    println!(
-        "peak RSS under the profile load: {:.1} MiB (target < 30 MiB); the orders row's peak \
-         includes seeding 64 x 50 orders through reconcile",
-        profile.peak_rss_kib as f64 / 1024.0
     );
     println!(
         "exec-to-ready without the embedded store: {:.1} ms (target < 10 ms)",
         profile.ready.as_secs_f64() * 1000.0
     );
     println!();
+    let events_per_s = deliveries.len() as f64 / webhook_wall.as_secs_f64();
+    let webhook_cpu = webhook_cpu_us / deliveries.len() as f64;
+    let stripe_per_event = webhook_stripe as f64 / unique as f64;
+    record.set("webhooks.events_per_s", events_per_s);
+    record.set("webhooks.server_cpu_us_per_delivery", webhook_cpu);
+    record.set("webhooks.stripe_requests_per_event", stripe_per_event);
     println!(
-        "webhooks: {} deliveries ({unique} events + {} duplicates, 16 concurrent): {:.0} events/s \
-         (target >= 2,500), {:.0} us server CPU per delivery (target <= 300; the profile read: \
-         {:.1} us), {:.3} Stripe requests per event (target <= 0.2), {failures} failed",
+        "webhooks: {} deliveries ({unique} events + {} duplicates, 16 concurrent): \
+         {events_per_s:.0} events/s (target >= 2,500), {webhook_cpu:.0} us server CPU per \
+         delivery (target <= 300; the profile read: {:.1} us), {stripe_per_event:.3} Stripe \
+         requests per event (target <= 0.2), {failures} failed",
         deliveries.len(),
         deliveries.len() - unique,
-        deliveries.len() as f64 / webhook_wall.as_secs_f64(),
-        webhook_cpu_us / deliveries.len() as f64,
         profile.cpu_us_per_req,
-        webhook_stripe as f64 / unique as f64,
     );
     println!();
     println!(
@@ -264,6 +348,11 @@ fn main() -> anyhow::Result<()> {
         "PaymentIntents", "Stripe requests", "target", "writes", "wall", "re-run writes"
     );
     for (size, first, again) in &reconciles {
+        record.set(format!("reconcile.{size}.wall_s"), first.0.as_secs_f64());
+        record.set(
+            format!("reconcile.{size}.stripe_requests"),
+            first.1["stripeRequests"].as_f64().unwrap_or(f64::NAN),
+        );
         println!(
             "{:>16} {:>16} {:>12} {:>12} {:>11.2}s {:>10} in {:.2}s",
             size,
@@ -277,9 +366,99 @@ fn main() -> anyhow::Result<()> {
             again.0.as_secs_f64(),
         );
     }
+    drop(stores);
     drop(sim);
-    shop_catch_up(&runtime, &server_bin)?;
+    shop_catch_up(&runtime, &server_bin, &mut record)?;
+    save_and_compare(&target.join("bench"), &record, compare.as_deref())
+}
+
+/// Writes `latest.json` (the figures, the date and the machine) and, given an earlier file,
+/// prints each figure beside its earlier value and their ratio.
+fn save_and_compare(dir: &Path, record: &Record, compare: Option<&Path>) -> anyhow::Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("model name"))?.to_string();
+            Some(line.split(':').nth(1)?.trim().to_string())
+        })
+        .unwrap_or_default();
+    let document = json!({
+        "date": chrono::Utc::now().to_rfc3339(),
+        "machine": { "cpus": cpus, "model": model },
+        "figures": record.0,
+    });
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("latest.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&document)?)?;
+    println!();
+    println!("figures written to {}", path.display());
+    let Some(old_path) = compare else { return Ok(()) };
+    let old: Value = serde_json::from_str(&std::fs::read_to_string(old_path)?)
+        .map_err(|e| anyhow::anyhow!("{}: not a bench file: {e}", old_path.display()))?;
+    println!(
+        "compared with {} ({}, {}); the machine is shared and noisy: read ratios within one \
+         run before ratios across runs",
+        old_path.display(),
+        old["date"].as_str().unwrap_or("?"),
+        old["machine"]["model"].as_str().unwrap_or("?"),
+    );
+    println!("{:<52} {:>12} {:>12} {:>8}", "figure", "before", "now", "now/before");
+    for (name, now) in &record.0 {
+        match old["figures"][name].as_f64() {
+            Some(before) => println!(
+                "{name:<52} {before:>12.2} {now:>12.2} {:>8.2}",
+                if before == 0.0 { f64::NAN } else { now / before }
+            ),
+            None => println!("{name:<52} {:>12} {now:>12.2} {:>8}", "-", "-"),
+        }
+    }
     Ok(())
+}
+
+/// Read units of one listing page as the server asks for it (20 + 1 summaries through
+/// `byCreated`), and of the same orders read whole from the table (what the index cost when it
+/// projected every attribute), from DynamoDB's `ConsumedCapacity`.
+async fn listing_read_units(endpoint: &str, user: &str) -> anyhow::Result<(f64, f64)> {
+    use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+    use dashboard_server::storage::schema::{BY_CREATED, BY_CREATED_ATTRIBUTES};
+    let store = dashboard_server::storage::Store::connect("local", Some(endpoint), "bench-").await;
+    let mut names = std::collections::HashMap::new();
+    let mut projection = Vec::new();
+    for (i, attribute) in ["orderId", "createdKey"].iter().chain(BY_CREATED_ATTRIBUTES).enumerate()
+    {
+        names.insert(format!("#p{i}"), attribute.to_string());
+        projection.push(format!("#p{i}"));
+    }
+    names.insert("#u".into(), "userId".into());
+    let summaries = store
+        .client
+        .query()
+        .table_name(&store.tables.order_snapshots)
+        .index_name(BY_CREATED)
+        .key_condition_expression("#u = :u")
+        .projection_expression(projection.join(", "))
+        .set_expression_attribute_names(Some(names))
+        .expression_attribute_values(":u", AttributeValue::S(user.into()))
+        .scan_index_forward(false)
+        .limit(21)
+        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+        .send()
+        .await?;
+    let whole = store
+        .client
+        .query()
+        .table_name(&store.tables.order_snapshots)
+        .key_condition_expression("userId = :u")
+        .expression_attribute_values(":u", AttributeValue::S(user.into()))
+        .limit(21)
+        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+        .send()
+        .await?;
+    let units = |c: Option<&aws_sdk_dynamodb::types::ConsumedCapacity>| {
+        c.and_then(|c| c.capacity_units()).unwrap_or(f64::NAN)
+    };
+    Ok((units(summaries.consumed_capacity()), units(whole.consumed_capacity())))
 }
 
 /// Members of the catch-up shop (`BENCH_SHOP_MEMBERS`) and its orders changed between two daily
@@ -320,7 +499,11 @@ struct Run {
 /// no checkpoint, sweeps every member and sets the checkpoint; then as many orders change
 /// again and the next scheduled run catches up from the Events list. Both runs meet the same
 /// shop with the same amount of change.
-fn shop_catch_up(runtime: &tokio::runtime::Runtime, server_bin: &Path) -> anyhow::Result<()> {
+fn shop_catch_up(
+    runtime: &tokio::runtime::Runtime,
+    server_bin: &Path,
+    record: &mut Record,
+) -> anyhow::Result<()> {
     let (members, changed) = shop_size()?;
     if members == 0 || changed == 0 {
         anyhow::bail!("BENCH_SHOP_MEMBERS and BENCH_SHOP_CHANGED must be at least 1");
@@ -462,6 +645,10 @@ fn shop_catch_up(runtime: &tokio::runtime::Runtime, server_bin: &Path) -> anyhow
     );
     let paths: Vec<String> = catch_up.by_path.iter().map(|(p, n)| format!("{p} {n}")).collect();
     println!("catch-up Stripe requests by path: {}", paths.join(", "));
+    for (name, run) in [("sweep", &sweep), ("catch_up", &catch_up)] {
+        record.set(format!("shop.{name}.stripe_requests"), run.stripe as f64);
+        record.set(format!("shop.{name}.wall_s"), run.wall.as_secs_f64());
+    }
     Ok(())
 }
 
@@ -656,9 +843,11 @@ fn lua_rotating_tokens(tokens: &[String]) -> String {
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn measure(
-    name: &'static str,
+    name: &str,
     process: &KillOnDrop,
+    store: Option<&StoreProcess>,
     ready: Duration,
     wrk_args: &[&str],
     url: &str,
@@ -666,6 +855,8 @@ fn measure(
     connections: &str,
 ) -> anyhow::Result<Figures> {
     let pid = process.0.id();
+    let store_pid = store.map(|s| s.process.0.id());
+    let store_before = store_pid.map(cpu_ticks).transpose()?;
     let cpu_before = cpu_ticks(pid)?;
     let output = Command::new("wrk")
         .args(["-t1", "-c", connections, "-d", duration])
@@ -673,6 +864,7 @@ fn measure(
         .arg(url)
         .output()?;
     let cpu_after = cpu_ticks(pid)?;
+    let store_after = store_pid.map(cpu_ticks).transpose()?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() || text.contains("Non-2xx") {
         anyhow::bail!("wrk against {name} failed or saw errors:\n{text}");
@@ -693,8 +885,12 @@ fn measure(
     };
     let ticks_per_sec = 100.0; // USER_HZ on Linux
     let cpu_us = (cpu_after - cpu_before) as f64 / ticks_per_sec * 1e6;
+    let store_cpu_us = store_before
+        .zip(store_after)
+        .map(|(before, after)| (after - before) as f64 / ticks_per_sec * 1e6);
     Ok(Figures {
-        name,
+        name: name.to_string(),
+        store_cpu_us_per_req: store_cpu_us.map(|us| us / requests as f64),
         ready,
         requests,
         rps: field("Requests/sec:").parse().unwrap_or(0.0),
