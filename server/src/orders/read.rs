@@ -77,7 +77,7 @@ impl OrderService {
             limit: limit as usize,
         };
         let (page, profile) =
-            tokio::join!(self.store.list_orders(&query), self.store.get_profile(user_id));
+            tokio::join!(self.store.list_orders(&query), self.store.listing_state(user_id));
         let (page, profile) = (page?, profile?);
         let synced_at = profile.as_ref().and_then(|p| p.orders_synced_at);
         let customer = profile.as_ref().and_then(|p| p.stripe_customer_id.as_deref());

@@ -13,6 +13,18 @@ use dashboard_api::{DashboardSettings, ShippingAddress, SyncReport, Theme, Webho
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
+/// The part of a profile an order listing reads ([`Store::listing_state`]).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ListingState {
+    #[serde(default)]
+    pub orders_synced_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub stripe_customer_id: Option<String>,
+    #[serde(default)]
+    erasing_since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// A profile as stored (see [`AddressRecord`] for how stored records differ from wire types).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -235,6 +247,25 @@ impl Store {
     pub async fn get_profile(&self, user_id: &str) -> Result<Option<ProfileRecord>, StoreError> {
         let profile = self.get_profile_any(user_id).await?;
         Ok(profile.filter(|p| p.erasing_since.is_none()))
+    }
+
+    /// What an order listing needs of the profile (its freshness and customer), read with a
+    /// projection: the listing neither reads nor converts the rest (addresses, settings, the
+    /// last reconcile's report). `None` without a profile or while it is being erased.
+    pub async fn listing_state(&self, user_id: &str) -> Result<Option<ListingState>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.user_profiles)
+            .set_key(Some(key(user_id)))
+            .consistent_read(true)
+            // The key too: a profile with none of the others would come back as an empty item.
+            .projection_expression("userId, ordersSyncedAt, stripeCustomerId, erasingSince")
+            .send()
+            .await?;
+        let Some(item) = output.item else { return Ok(None) };
+        let state: ListingState = serde_dynamo::from_item(item)?;
+        Ok(state.erasing_since.is_none().then_some(state))
     }
 
     /// The member's profile, also while it is being erased.

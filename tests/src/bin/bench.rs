@@ -1,11 +1,15 @@
-//! `cargo xtask bench`: load `GET /dashboard/profile` (RS256 tokens) on the release server, with
-//! its store in another process, and a bare Dropshot endpoint in the same run; print figures.
+//! `cargo xtask bench`: load `GET /dashboard/profile` and `GET /dashboard/orders?limit=20`
+//! (RS256 tokens) on the release server, with its store in another process, in memory and then
+//! persisted to SQLite, and a bare Dropshot endpoint in the same run; print figures.
 //!
-//! Figures: req/s, p50/p99 latency (wrk), server CPU microseconds per request and peak RSS
-//! (from /proc), and exec-to-ready time; then webhook ingestion, reconcile cost by history size,
-//! and the daily catch-up from Stripe's Events list next to the per-member sweep on a shop of
-//! `BENCH_SHOP_MEMBERS` (default 50,000) members. Not a test: it asserts nothing and prints
-//! targets next to the measurements.
+//! Figures: req/s, p50/p99 latency (wrk), server and store CPU microseconds per request and the
+//! server's peak RSS (from /proc, each load on a fresh server process), read units per listing
+//! (DynamoDB's `ConsumedCapacity`), exec-to-ready (plain, and with the Lambda configuration);
+//! then webhook ingestion, reconcile cost by history size, and the daily catch-up from Stripe's
+//! Events list next to the per-member sweep on a shop of `BENCH_SHOP_MEMBERS` (default 50,000)
+//! members. Every figure also goes to `target/bench/latest.json`; with `BENCH_COMPARE=OLD.json`
+//! (`cargo xtask bench --compare OLD.json`) each is printed beside the earlier one. Not a test:
+//! it asserts nothing and prints targets next to the measurements.
 
 use dashboard_tests::jwks::SigningKey;
 use dashboard_tests::{claims, ADMIN_GROUP, CLIENT_ID, ISSUER};
@@ -366,10 +370,66 @@ fn main() -> anyhow::Result<()> {
             again.0.as_secs_f64(),
         );
     }
+    let lambda_ready = lambda_cold_path(&runtime, &server_bin, &store.endpoint, &jwks, &sim)?;
+    record.set("lambda.exec_to_ready_ms", lambda_ready.as_secs_f64() * 1000.0);
+    println!();
+    println!(
+        "Lambda cold path: exec-to-ready with the Lambda configuration (secrets from a local \
+         Secrets Manager stand-in, DynamoDB through AWS_ENDPOINT_URL_DYNAMODB, no embedded \
+         store), median of 5: {:.1} ms (target < 15 ms)",
+        lambda_ready.as_secs_f64() * 1000.0
+    );
     drop(stores);
     drop(sim);
     shop_catch_up(&runtime, &server_bin, &mut record)?;
     save_and_compare(&target.join("bench"), &record, compare.as_deref())
+}
+
+/// Exec-to-ready of the server configured as the template configures the Lambda function:
+/// secrets read from Secrets Manager (a local stand-in) at start, the store reached as AWS is
+/// (a region and the SDK's endpoint variable, no tables created). The median of five starts.
+fn lambda_cold_path(
+    runtime: &tokio::runtime::Runtime,
+    server_bin: &Path,
+    store_endpoint: &str,
+    jwks: &Path,
+    sim: &StripeSim,
+) -> anyhow::Result<Duration> {
+    const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench";
+    let secrets = runtime.block_on(dashboard_tests::aws::AwsStandIn::secrets_manager(
+        ARN,
+        json!({
+            "stripeSecretKey": sim.secret_key(),
+            "stripeWebhookSecret": BENCH_WEBHOOK_SECRET,
+            "cursorKey": "bench-cursor-key-bench-cursor-key-0123",
+        }),
+    ));
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let port = free_port()?;
+        let mut command = Command::new(server_bin);
+        command
+            .args(["serve"])
+            .env("DASHBOARD_BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "ASIABENCH")
+            .env("AWS_SECRET_ACCESS_KEY", "bench-secret")
+            .env("AWS_SESSION_TOKEN", "bench-session")
+            .env("AWS_ENDPOINT_URL_DYNAMODB", store_endpoint)
+            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &secrets.url)
+            .env("DASHBOARD_SECRETS_ARN", ARN)
+            .env("DASHBOARD_JWT_ISSUER", ISSUER)
+            .env("DASHBOARD_JWT_CLIENT_ID", CLIENT_ID)
+            .env("DASHBOARD_JWKS_FILE", jwks)
+            .env("DASHBOARD_TABLE_PREFIX", "bench-")
+            .env("DASHBOARD_LOG_FORMAT", "json")
+            .env("STRIPE_API_BASE", sim.url());
+        let (server, ready) = start_timed(&mut command, port)?;
+        drop(server);
+        times.push(ready);
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
 }
 
 /// Writes `latest.json` (the figures, the date and the machine) and, given an earlier file,
