@@ -44,6 +44,10 @@ async fn store_read(
         .map_err(|e| HttpError::for_internal_error(e.to_string()))
 }
 
+// The server's allocator, so that the floor differs from the server only in what it does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let bind = std::env::var("DASHBOARD_BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:8090".into());

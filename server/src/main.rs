@@ -97,6 +97,15 @@ struct DefaultServe {
     args: ServeArgs,
 }
 
+// glibc's malloc took a fifth of the listing's CPU under load (malloc, _int_malloc, _int_free,
+// malloc_consolidate at the top of perf's profile); with mimalloc the server spends about a
+// quarter less CPU per request. Its Linux default commits arena memory ahead of use (peak RSS
+// 37 MiB under the profile load against 27 MiB with `MIMALLOC_ARENA_EAGER_COMMIT=0`, at the
+// same throughput); the option is read from the environment before `main`, so the template sets
+// it for the Lambda functions.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or_else(|| {

@@ -71,7 +71,11 @@ fn start_store(server_bin: &Path, data_dir: Option<&Path>) -> anyhow::Result<Sto
     if let Some(dir) = data_dir {
         command.arg("--data-dir").arg(dir);
     }
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let mut child = command
+        .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
     let mut endpoint = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut endpoint)?;
     Ok(StoreProcess { process: KillOnDrop(child), endpoint: endpoint.trim().to_string() })
@@ -568,14 +572,8 @@ fn shop_catch_up(
     if members == 0 || changed == 0 {
         anyhow::bail!("BENCH_SHOP_MEMBERS and BENCH_SHOP_CHANGED must be at least 1");
     }
-    let mut store = Command::new(server_bin)
-        .args(["store"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut endpoint = String::new();
-    BufReader::new(store.stdout.take().unwrap()).read_line(&mut endpoint)?;
-    let store = KillOnDrop(store);
+    let store = start_store(server_bin, None)?;
+    let endpoint = store.endpoint.clone();
     let sim = runtime.block_on(StripeSim::start());
     let secret = b"bench-shop-hs256-secret-0123456789abcdef";
     let port = free_port()?;
@@ -598,7 +596,7 @@ fn shop_catch_up(
         .env("DASHBOARD_LAMBDA_EVENTS", "true")
         .env("DASHBOARD_STRIPE_MAX_RPS", "1000000");
     let (server, _) = start_timed(&mut server_cmd, port)?;
-    let pids = (server.0.id(), store.0.id());
+    let pids = (server.0.id(), store.process.0.id());
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let exp = chrono::Utc::now().timestamp() + 4 * 3600;
@@ -976,9 +974,10 @@ fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
     Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
 }
 
-/// Spawns the process and times exec to the first 200 from `GET /healthz`.
+/// Spawns the process (with the allocator setting the template gives the Lambda functions) and
+/// times exec to the first 200 from `GET /healthz`.
 fn start_timed(cmd: &mut Command, port: u16) -> anyhow::Result<(KillOnDrop, Duration)> {
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.env("MIMALLOC_ARENA_EAGER_COMMIT", "0").stdout(Stdio::null()).stderr(Stdio::null());
     let started = Instant::now();
     let child = KillOnDrop(cmd.spawn()?);
     while started.elapsed() < Duration::from_secs(10) {
