@@ -253,19 +253,31 @@ impl Store {
     /// projection: the listing neither reads nor converts the rest (addresses, settings, the
     /// last reconcile's report). `None` without a profile or while it is being erased.
     pub async fn listing_state(&self, user_id: &str) -> Result<Option<ListingState>, StoreError> {
+        // The key too: a profile with none of the others would come back as an empty item.
+        let projection = "userId, ordersSyncedAt, stripeCustomerId, erasingSince";
+        let Some(item) = self.profile_item(user_id, Some(projection)).await? else {
+            return Ok(None);
+        };
+        let state: ListingState = serde_dynamo::from_item(item)?;
+        Ok(state.erasing_since.is_none().then_some(state))
+    }
+
+    /// The profile's item (consistent read), whole or only the `projection`'s attributes.
+    async fn profile_item(
+        &self,
+        user_id: &str,
+        projection: Option<&str>,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.tables.user_profiles)
             .set_key(Some(key(user_id)))
             .consistent_read(true)
-            // The key too: a profile with none of the others would come back as an empty item.
-            .projection_expression("userId, ordersSyncedAt, stripeCustomerId, erasingSince")
+            .set_projection_expression(projection.map(str::to_string))
             .send()
             .await?;
-        let Some(item) = output.item else { return Ok(None) };
-        let state: ListingState = serde_dynamo::from_item(item)?;
-        Ok(state.erasing_since.is_none().then_some(state))
+        Ok(output.item)
     }
 
     /// The member's profile, also while it is being erased.
@@ -273,15 +285,8 @@ impl Store {
         &self,
         user_id: &str,
     ) -> Result<Option<ProfileRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.user_profiles)
-            .set_key(Some(key(user_id)))
-            .consistent_read(true)
-            .send()
-            .await?;
-        Ok(output.item.map(serde_dynamo::from_item).transpose()?)
+        let item = self.profile_item(user_id, None).await?;
+        Ok(item.map(serde_dynamo::from_item).transpose()?)
     }
 
     /// Writes a new profile unless one exists. Returns false when one already did.
