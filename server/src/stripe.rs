@@ -28,7 +28,7 @@ pub mod budget;
 /// The Events list, for the daily catch-up.
 pub mod events;
 
-pub use budget::{with_patience, Patience};
+pub use budget::{current_patience, with_patience, Patience};
 
 /// Stripe settings, resolved. `Debug` prints neither key.
 #[derive(Clone, Debug)]

@@ -156,6 +156,51 @@ async fn a_relinked_member_sees_none_of_the_old_customers_orders() {
     server.stop().await;
 }
 
+/// The server keeps the snapshot of each order whose events it applied lately, so the next
+/// event of that order needs no read. After a relink that snapshot names the old member: the
+/// next event must still reach the member who holds the customer now, and never the old one.
+#[tokio::test]
+async fn events_after_a_relink_reach_the_customers_new_member() {
+    let server = TestServer::start().await;
+    let (mover, customer) = server.linked_member("mover-hooks").await;
+    let items = [stripe_sim::ItemSpec::new("Babes Club Tee", 1, 3000)];
+    let pi = server.stripe.create_payment_intent(&customer, 3000, "usd", &items);
+    server.stripe.succeed(&pi);
+    let deliver_from = |from: usize| {
+        let server = &server;
+        async move {
+            let mut outcomes = Vec::new();
+            for event in &server.stripe.events()[from..] {
+                let delivery = server.stripe.deliver(event["id"].as_str().unwrap()).await;
+                assert_eq!(delivery.status, 200, "{}: {:?}", event["type"], delivery.body);
+                outcomes.push(delivery.outcome().to_string());
+            }
+            outcomes
+        }
+    };
+    let outcomes = deliver_from(0).await;
+    assert!(outcomes.contains(&"applied".to_string()), "{outcomes:?}");
+    assert_eq!(mover.get_order(&pi).await.unwrap().into_inner().status, OrderStatus::Succeeded);
+
+    let elsewhere = server.stripe.create_customer("mover-hooks-new@example.com");
+    assert_eq!(link(&server, "mover-hooks", &elsewhere).await.0, 200);
+    let heir = server.member("heir-hooks");
+    heir.get_profile().await.unwrap();
+    assert_eq!(link(&server, "heir-hooks", &customer).await.0, 200);
+
+    let before = server.stripe.events().len();
+    server.stripe.refund(&pi, 1000);
+    let outcomes = deliver_from(before).await;
+    assert!(outcomes.iter().all(|o| o == "applied"), "{outcomes:?}");
+    let order = heir.get_order(&pi).await.unwrap().into_inner();
+    assert_eq!((order.status, order.amount_refunded), (OrderStatus::PartiallyRefunded, 1000));
+    assert_eq!(heir.get_profile().await.unwrap().into_inner().total_orders, 1);
+    let (status, _) = expect_error(mover.get_order(&pi).await);
+    assert_eq!(status, 404, "the old member does not get the order back");
+    assert!(listed(&mover).await.is_empty());
+    server.stop().await;
+}
+
 /// Linking a member to the customer it already holds is a 200 that changes nothing: the
 /// profile version (its ETag) stays, and the cached orders stay.
 #[tokio::test]

@@ -115,9 +115,8 @@ impl OrderService {
                 }
             }
         };
-        let outcome = self.stripe.bounded(with_patience(Patience::Wait, work)).await?;
-        self.store.record_event(event_id, &pending.event_type, outcome).await?;
-        Ok(outcome)
+        // `apply` records the event in the ledger, in the same write as its effect.
+        self.stripe.bounded(with_patience(Patience::Wait, work)).await
     }
 
     /// Applies one deferred event, retrying with backoff through outages.

@@ -18,6 +18,7 @@ mod ledger;
 mod read;
 mod reconcile;
 pub mod snapshot;
+mod turns;
 mod webhook;
 
 pub(crate) use read::order;
@@ -60,6 +61,10 @@ pub struct OrderService {
     /// it, and without it the member's cached order cannot be found without asking Stripe.
     /// A PaymentIntent's customer does not change once set; a miss costs a re-fetch.
     intent_customers: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// One event of an intent at a time in this process (`turns`).
+    turns: turns::Turns,
+    /// The snapshot of each PaymentIntent this process wrote or read last (`webhook`).
+    recent: RecentOrders,
     /// Webhook events waiting for the Stripe budget in this process (`ledger`).
     deferred: ledger::Deferred,
     log: Logger,
@@ -85,6 +90,40 @@ struct Extras {
     items: Option<Vec<OrderItem>>,
 }
 
+/// The snapshots of the PaymentIntents whose events this process applied lately, so that the
+/// next event of the same order needs no read: a webhook's write is conditional on the version
+/// it planned against and on the member still holding the customer, so a snapshot moved on by
+/// another writer (another instance, a reconcile) costs a read then, never a wrong write.
+#[derive(Default)]
+struct RecentOrders(std::sync::Mutex<std::collections::HashMap<String, OrderRecord>>);
+
+/// Snapshots kept by [`RecentOrders`] (an order is a few KB at most: a few MB in all).
+const MAX_RECENT_ORDERS: usize = 2_048;
+
+impl RecentOrders {
+    /// The intent's snapshot, if kept, of `customer`'s and not expired.
+    fn get(&self, intent_id: &str, customer: &str) -> Option<OrderRecord> {
+        let now = Utc::now().timestamp();
+        let recent = self.0.lock().unwrap();
+        let record = recent.get(intent_id)?;
+        let usable = record.stripe_customer_id.as_deref() == Some(customer) && !record.expired(now);
+        usable.then(|| record.clone())
+    }
+
+    fn put(&self, intent_id: &str, record: OrderRecord) {
+        let mut recent = self.0.lock().unwrap();
+        // Bounded: forgetting costs a read, never a wrong answer.
+        if recent.len() >= MAX_RECENT_ORDERS && !recent.contains_key(intent_id) {
+            recent.clear();
+        }
+        recent.insert(intent_id.to_string(), record);
+    }
+
+    fn forget(&self, intent_id: &str) {
+        self.0.lock().unwrap().remove(intent_id);
+    }
+}
+
 /// Conditional-write retries when another writer got there first.
 const WRITE_ATTEMPTS: usize = 4;
 
@@ -103,6 +142,8 @@ impl OrderService {
             cursor: CursorKey::new(secrecy::ExposeSecret::expose_secret(&config.cursor_key)),
             config,
             intent_customers: std::sync::Mutex::default(),
+            turns: turns::Turns::default(),
+            recent: RecentOrders::default(),
             deferred: ledger::Deferred::default(),
             log,
         }

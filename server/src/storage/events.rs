@@ -2,8 +2,12 @@
 //! before it is acknowledged (`pending`); once its effect is stored it is marked done (its
 //! object dropped). Ids are kept past Stripe's 3-day retry window, so a redelivery is known.
 
+use super::orders::OrderRecord;
 use super::{Store, StoreError};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use dashboard_api::WebhookApplied;
+use std::collections::HashMap;
 
 /// How long an event id is remembered.
 const KEEP_SECS: i64 = 30 * 24 * 3600;
@@ -112,7 +116,7 @@ impl Store {
         }))
     }
 
-    /// Marks the event applied (dropping its stored object).
+    /// Marks the event done (dropping its stored object), with its outcome.
     pub async fn record_event(
         &self,
         event_id: &str,
@@ -123,14 +127,143 @@ impl Store {
         self.client
             .put_item()
             .table_name(&self.tables.stripe_events)
-            .item("eventId", AttributeValue::S(event_id.to_string()))
-            .item("type", AttributeValue::S(event_type.to_string()))
-            .item("state", AttributeValue::S("done".into()))
-            .item("outcome", AttributeValue::S(outcome.to_string()))
-            .item("processedAt", AttributeValue::N(now.to_string()))
-            .item("expiresAt", AttributeValue::N((now + KEEP_SECS).to_string()))
+            .set_item(Some(done_item(event_id, event_type, outcome, now)))
             .send()
             .await?;
         Ok(())
+    }
+}
+
+/// The ledger's record of an event done with.
+fn done_item(
+    event_id: &str,
+    event_type: &str,
+    outcome: &str,
+    now: i64,
+) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("eventId".to_string(), AttributeValue::S(event_id.to_string())),
+        ("type".to_string(), AttributeValue::S(event_type.to_string())),
+        ("state".to_string(), AttributeValue::S("done".into())),
+        ("outcome".to_string(), AttributeValue::S(outcome.to_string())),
+        ("processedAt".to_string(), AttributeValue::N(now.to_string())),
+        ("expiresAt".to_string(), AttributeValue::N((now + KEEP_SECS).to_string())),
+    ])
+}
+
+/// A change to a member's cached order, written with the event that caused it.
+pub struct OrderChange<'a> {
+    pub record: &'a OrderRecord,
+    /// The version the change was planned against; `None`: a new order.
+    pub expected_version: Option<u64>,
+}
+
+/// Why a webhook's write was refused.
+#[derive(Debug)]
+pub enum AppliedWriteError {
+    /// The ledger has the event as applied already: nothing was written.
+    Duplicate,
+    /// The order changed (or went) since it was read: read it again and plan again.
+    OrderChanged,
+    /// The member no longer holds the customer (relinked, unlinked or erased).
+    NotLinked,
+    Store(StoreError),
+}
+
+impl From<StoreError> for AppliedWriteError {
+    fn from(error: StoreError) -> Self {
+        AppliedWriteError::Store(error)
+    }
+}
+
+impl Store {
+    /// Stores a webhook event's effect in one `TransactWriteItems`: the order's new snapshot
+    /// (when it changed), the member's `lastWebhook` (on condition that the member still holds
+    /// `customer`, and counting a new order), and the event's ledger record as applied (on
+    /// condition that the ledger does not have it applied already). One request instead of
+    /// three, and a redelivery racing its first delivery cannot apply twice. DynamoDB names
+    /// the failed condition of each item in `CancellationReasons`
+    /// (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html).
+    pub async fn write_applied_event(
+        &self,
+        change: Option<OrderChange<'_>>,
+        user_id: &str,
+        customer: &str,
+        applied: &WebhookApplied,
+    ) -> Result<(), AppliedWriteError> {
+        let internal = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
+        let mut items = Vec::with_capacity(3);
+        let mut inserts = false;
+        if let Some(change) = &change {
+            let put = Put::builder()
+                .table_name(&self.tables.order_snapshots)
+                .set_item(Some(serde_dynamo::to_item(change.record).map_err(StoreError::from)?));
+            let put = match change.expected_version {
+                None => {
+                    inserts = true;
+                    put.condition_expression("attribute_not_exists(orderId)")
+                }
+                Some(version) => put
+                    .condition_expression("#v = :v")
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_values(":v", AttributeValue::N(version.to_string())),
+            };
+            items.push(TransactWriteItem::builder().put(put.build().map_err(internal)?).build());
+        }
+        let expression = if inserts {
+            "SET lastWebhook = :w ADD orderCount :one"
+        } else {
+            "SET lastWebhook = :w"
+        };
+        let mut profile = Update::builder()
+            .table_name(&self.tables.user_profiles)
+            .key("userId", AttributeValue::S(user_id.to_string()))
+            .update_expression(expression)
+            .condition_expression("stripeCustomerId = :c")
+            .expression_attribute_values(":c", AttributeValue::S(customer.to_string()))
+            .expression_attribute_values(
+                ":w",
+                serde_dynamo::to_attribute_value(applied).map_err(StoreError::from)?,
+            );
+        if inserts {
+            profile = profile.expression_attribute_values(":one", AttributeValue::N("1".into()));
+        }
+        items.push(TransactWriteItem::builder().update(profile.build().map_err(internal)?).build());
+        let now = chrono::Utc::now().timestamp();
+        let ledger = Put::builder()
+            .table_name(&self.tables.stripe_events)
+            .set_item(Some(done_item(&applied.event_id, &applied.event_type, "applied", now)))
+            // A pending record (a deferred event) or one past its time may be overwritten.
+            .condition_expression(
+                "attribute_not_exists(eventId) OR #state = :pending OR expiresAt <= :now",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":pending", AttributeValue::S(PENDING.into()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .build()
+            .map_err(internal)?;
+        items.push(TransactWriteItem::builder().put(ledger).build());
+        let order_at = change.is_some().then_some(0);
+        let (profile_at, ledger_at) = (items.len() - 2, items.len() - 1);
+        let result =
+            self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        let Err(error) = result else { return Ok(()) };
+        let reasons = match error.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                cancelled.cancellation_reasons().to_vec()
+            }
+            _ => Vec::new(),
+        };
+        let failed =
+            |at: usize| reasons.get(at).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+        if failed(ledger_at) {
+            Err(AppliedWriteError::Duplicate)
+        } else if failed(profile_at) {
+            Err(AppliedWriteError::NotLinked)
+        } else if order_at.is_some_and(failed) {
+            Err(AppliedWriteError::OrderChanged)
+        } else {
+            Err(AppliedWriteError::Store(StoreError::from(error)))
+        }
     }
 }

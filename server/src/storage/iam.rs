@@ -59,7 +59,7 @@ pub const API_FUNCTION: &[Grant] = &[
     // Store::claim_refresh and Store::release_refresh (a stale listing requests its refresh
     // once per window), Store::update_profile (PUT /dashboard/profile), the profile `Update` in
     // Store::link_customer's TransactWriteItems (admin link), Store::record_sync (reconcile, webhook), and the profile `Update` in Store::insert_order's
-    // TransactWriteItems (order count).
+    // and Store::write_applied_event's TransactWriteItems (order count, last webhook).
     table(USER_PROFILES, "dynamodb:UpdateItem"),
     // The profile `ConditionCheck` in Store::link_customer's TransactWriteItems (backfilling the
     // claim of a link made before claims).
@@ -74,7 +74,8 @@ pub const API_FUNCTION: &[Grant] = &[
     table(ORDER_SNAPSHOTS, "dynamodb:GetItem"),
     // Store::all_orders (reconcile: the admin trigger, in-process refreshes).
     table(ORDER_SNAPSHOTS, "dynamodb:Query"),
-    // Store::replace_order, and the order `Put` in Store::insert_order's TransactWriteItems.
+    // Store::replace_order, and the order `Put` in Store::insert_order's and
+    // Store::write_applied_event's TransactWriteItems.
     table(ORDER_SNAPSHOTS, "dynamodb:PutItem"),
     // Store::delete_orders_except (admin link: the old customer's orders leave the member).
     table(ORDER_SNAPSHOTS, "dynamodb:BatchWriteItem"),
@@ -90,8 +91,9 @@ pub const API_FUNCTION: &[Grant] = &[
     // Store::pending_event (webhook: a redelivery), Store::is_unknown_order (order detail's
     // live fallback).
     table(STRIPE_EVENTS, "dynamodb:GetItem"),
-    // Store::receive_event and Store::record_event (webhook ledger),
-    // Store::remember_unknown_order (order detail).
+    // Store::receive_event and Store::record_event (webhook ledger), the ledger `Put` in
+    // Store::write_applied_event's TransactWriteItems, Store::remember_unknown_order (order
+    // detail).
     table(STRIPE_EVENTS, "dynamodb:PutItem"),
     // Store::spend (per-member counters: order detail's live fallback, profile writes),
     // Store::spend_stripe_second (the Stripe request budget).
@@ -112,7 +114,8 @@ pub const WORKER_FUNCTION: &[Grant] = &[
     // UserProfiles
     // Store::get_profile (reconcile).
     table(USER_PROFILES, "dynamodb:GetItem"),
-    // Store::record_sync (reconcile), and the profile `Update` in Store::insert_order.
+    // Store::record_sync (reconcile), and the profile `Update` in Store::insert_order and
+    // Store::write_applied_event (deferred and caught-up events).
     table(USER_PROFILES, "dynamodb:UpdateItem"),
     // Store::linked_members (the schedule's reconcile_all).
     index(USER_PROFILES, BY_STRIPE_CUSTOMER, "dynamodb:Scan"),
@@ -123,7 +126,8 @@ pub const WORKER_FUNCTION: &[Grant] = &[
     table(ORDER_SNAPSHOTS, "dynamodb:GetItem"),
     // Store::all_orders (reconcile).
     table(ORDER_SNAPSHOTS, "dynamodb:Query"),
-    // Store::replace_order, and the order `Put` in Store::insert_order.
+    // Store::replace_order, and the order `Put` in Store::insert_order and
+    // Store::write_applied_event.
     table(ORDER_SNAPSHOTS, "dynamodb:PutItem"),
     // StripeCustomers
     // Store::customer_claim (the catch-up, through Store::member_for_customer).
@@ -132,7 +136,8 @@ pub const WORKER_FUNCTION: &[Grant] = &[
     // Store::event_seen (the catch-up's ledger check), Store::pending_event (a deferred
     // webhook event from the queue), Store::catch_up_checkpoint.
     table(STRIPE_EVENTS, "dynamodb:GetItem"),
-    // Store::record_event (the ledger), Store::advance_catch_up_checkpoint.
+    // Store::record_event and the ledger `Put` in Store::write_applied_event (the ledger),
+    // Store::advance_catch_up_checkpoint.
     table(STRIPE_EVENTS, "dynamodb:PutItem"),
     // Store::spend_stripe_second (the Stripe request budget).
     table(STRIPE_EVENTS, "dynamodb:UpdateItem"),

@@ -72,7 +72,7 @@ impl OrderRecord {
         strip(self) == strip(other)
     }
 
-    fn expired(&self, now: i64) -> bool {
+    pub(crate) fn expired(&self, now: i64) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
 }

@@ -142,6 +142,26 @@ fn main() -> anyhow::Result<()> {
         Ok((server, ready, format!("http://127.0.0.1:{port}")))
     };
 
+    // `BENCH_ONLY=webhooks`: webhook ingestion alone, on the in-memory store, for quick
+    // comparisons while working on that path.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("webhooks") {
+        let store = start_store(&server_bin, None)?;
+        {
+            let (_seeder, _, base) = start_server(&store.endpoint)?;
+            for (i, token) in tokens.iter().enumerate() {
+                runtime.block_on(
+                    http.get(format!("{base}/dashboard/profile")).bearer_auth(token).send(),
+                )?;
+                let customer = sim.create_customer(&format!("{}@example.com", member(i)));
+                runtime.block_on(link_and_sync(&http, &base, &admin, &member(i), &customer))?;
+            }
+        }
+        let (server, _, base) = start_server(&store.endpoint)?;
+        let ingest = webhook_ingest(&runtime, &http, &sim, &server, &store, &base, &tokens)?;
+        ingest.report(&mut record, None);
+        return save_and_compare(&target.join("bench"), &record, compare.as_deref());
+    }
+
     // The read path on each store: seeded by one server (every member's profile, and 50 orders
     // each cached by a reconcile), then each load on a server of its own, so that its peak RSS
     // is the load's, not the seeding's.
@@ -207,27 +227,7 @@ fn main() -> anyhow::Result<()> {
 
     // Webhook ingestion: signed events, verified and applied, with 20% duplicates.
     let (server, _, base) = start_server(&store.endpoint)?;
-    let events_before = sim.events().len();
-    let customers: Vec<String> = (0..MEMBERS)
-        .map(|i| runtime.block_on(customer_of(&http, &base, &tokens[i])))
-        .collect::<anyhow::Result<_>>()?;
-    // The simulator's ordinary shop traffic: intents created and paid, charges succeeded,
-    // failed and updated, refunds and disputes (`StripeSim::shop_orders`).
-    for customer in &customers {
-        sim.shop_orders(customer, 10);
-    }
-    let mut deliveries: Vec<Value> = sim.events().split_off(events_before);
-    let unique = deliveries.len();
-    let duplicates: Vec<Value> = deliveries.iter().step_by(4).cloned().collect();
-    deliveries.extend(duplicates);
-    let url = format!("{base}/webhooks/stripe");
-    let cpu_before = cpu_ticks(server.0.id())?;
-    let stripe_before = sim.request_count();
-    let started = Instant::now();
-    let failures = runtime.block_on(deliver_all(&http, &url, deliveries.clone()));
-    let webhook_stripe = sim.request_count() - stripe_before;
-    let webhook_wall = started.elapsed();
-    let webhook_cpu_us = (cpu_ticks(server.0.id())? - cpu_before) as f64 / 100.0 * 1e6;
+    let ingest = webhook_ingest(&runtime, &http, &sim, &server, &store, &base, &tokens)?;
 
     // Reconcile cost as a customer's history grows.
     let mut reconciles = Vec::new();
@@ -335,21 +335,7 @@ fn main() -> anyhow::Result<()> {
         profile.ready.as_secs_f64() * 1000.0
     );
     println!();
-    let events_per_s = deliveries.len() as f64 / webhook_wall.as_secs_f64();
-    let webhook_cpu = webhook_cpu_us / deliveries.len() as f64;
-    let stripe_per_event = webhook_stripe as f64 / unique as f64;
-    record.set("webhooks.events_per_s", events_per_s);
-    record.set("webhooks.server_cpu_us_per_delivery", webhook_cpu);
-    record.set("webhooks.stripe_requests_per_event", stripe_per_event);
-    println!(
-        "webhooks: {} deliveries ({unique} events + {} duplicates, 16 concurrent): \
-         {events_per_s:.0} events/s (target >= 2,500), {webhook_cpu:.0} us server CPU per \
-         delivery (target <= 300; the profile read: {:.1} us), {stripe_per_event:.3} Stripe \
-         requests per event (target <= 0.2), {failures} failed",
-        deliveries.len(),
-        deliveries.len() - unique,
-        profile.cpu_us_per_req,
-    );
+    ingest.report(&mut record, Some(profile.cpu_us_per_req));
     println!();
     println!(
         "{:>16} {:>16} {:>12} {:>12} {:>12} {:>16}",
@@ -866,17 +852,102 @@ async fn customer_of(http: &reqwest::Client, base: &str, token: &str) -> anyhow:
     Ok(profile["stripeCustomerId"].as_str().unwrap_or_default().to_string())
 }
 
-/// Delivers signed events, 16 at a time; returns how many were not answered 200.
-async fn deliver_all(http: &reqwest::Client, url: &str, events: Vec<Value>) -> usize {
+/// What one webhook ingestion run measured.
+struct Ingest {
+    deliveries: usize,
+    unique: usize,
+    wall: Duration,
+    server_cpu_us: f64,
+    /// The store process's CPU over the same deliveries.
+    store_cpu_us: f64,
+    stripe_requests: u64,
+    failures: usize,
+}
+
+impl Ingest {
+    fn report(&self, record: &mut Record, profile_cpu_us: Option<f64>) {
+        let events_per_s = self.deliveries as f64 / self.wall.as_secs_f64();
+        let cpu = self.server_cpu_us / self.deliveries as f64;
+        let store_cpu = self.store_cpu_us / self.deliveries as f64;
+        let stripe_per_event = self.stripe_requests as f64 / self.unique as f64;
+        record.set("webhooks.events_per_s", events_per_s);
+        record.set("webhooks.server_cpu_us_per_delivery", cpu);
+        record.set("webhooks.store_cpu_us_per_delivery", store_cpu);
+        record.set("webhooks.stripe_requests_per_event", stripe_per_event);
+        let profile =
+            profile_cpu_us.map_or(String::new(), |us| format!("; the profile read: {us:.1} us"));
+        println!(
+            "webhooks: {} deliveries ({} events + {} duplicates, 16 concurrent): \
+             {events_per_s:.0} events/s (target >= 2,500), {cpu:.0} us server CPU per \
+             delivery (target <= 300{profile}; the store's: {store_cpu:.0} us), \
+             {stripe_per_event:.3} Stripe requests per event (target <= 0.2), {} failed",
+            self.deliveries,
+            self.unique,
+            self.deliveries - self.unique,
+            self.failures,
+        );
+    }
+}
+
+/// Webhook ingestion: the simulator's ordinary shop traffic for every member (intents created
+/// and paid, charges succeeded, failed and updated, refunds and disputes:
+/// `StripeSim::shop_orders`), signed and delivered 16 at a time with 20% duplicates.
+fn webhook_ingest(
+    runtime: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    sim: &StripeSim,
+    server: &KillOnDrop,
+    store: &StoreProcess,
+    base: &str,
+    tokens: &[String],
+) -> anyhow::Result<Ingest> {
+    let events_before = sim.events().len();
+    let customers: Vec<String> = tokens
+        .iter()
+        .map(|token| runtime.block_on(customer_of(http, base, token)))
+        .collect::<anyhow::Result<_>>()?;
+    for customer in &customers {
+        sim.shop_orders(customer, 10);
+    }
+    let mut deliveries: Vec<Value> = sim.events().split_off(events_before);
+    let unique = deliveries.len();
+    let duplicates: Vec<Value> = deliveries.iter().step_by(4).cloned().collect();
+    deliveries.extend(duplicates);
+    let url = format!("{base}/webhooks/stripe");
+    // Serialized and signed before the clock starts, as Stripe's senders are not this
+    // machine's: the load generator shares the two cores with the server and the store.
+    let now = chrono::Utc::now().timestamp();
+    let signed: Vec<(String, String)> = deliveries
+        .iter()
+        .map(|event| {
+            let body = event.to_string();
+            (stripe_sim::signature_header(BENCH_WEBHOOK_SECRET, now, &body), body)
+        })
+        .collect();
+    let count = signed.len();
+    let cpu_before = cpu_ticks(server.0.id())?;
+    let store_before = cpu_ticks(store.process.0.id())?;
+    let stripe_before = sim.request_count();
+    let started = Instant::now();
+    let failures = runtime.block_on(deliver_all(http, &url, signed));
+    let ticks_us = |ticks: u64| ticks as f64 / 100.0 * 1e6;
+    Ok(Ingest {
+        deliveries: count,
+        unique,
+        wall: started.elapsed(),
+        server_cpu_us: ticks_us(cpu_ticks(server.0.id())? - cpu_before),
+        store_cpu_us: ticks_us(cpu_ticks(store.process.0.id())? - store_before),
+        stripe_requests: (sim.request_count() - stripe_before) as u64,
+        failures,
+    })
+}
+
+/// Delivers signed events (signature header, body), 16 at a time; returns how many were not
+/// answered 200.
+async fn deliver_all(http: &reqwest::Client, url: &str, events: Vec<(String, String)>) -> usize {
     use futures::StreamExt;
     futures::stream::iter(events)
-        .map(|event| async move {
-            let body = event.to_string();
-            let signature = stripe_sim::signature_header(
-                BENCH_WEBHOOK_SECRET,
-                chrono::Utc::now().timestamp(),
-                &body,
-            );
+        .map(|(signature, body)| async move {
             let response = http
                 .post(url)
                 .header("stripe-signature", signature)
