@@ -313,3 +313,54 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use aws_sdk_dynamodb::config::http::HttpResponse;
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::put_item::PutItemError;
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+    use aws_smithy_types::body::SdkBody;
+
+    fn response() -> HttpResponse {
+        HttpResponse::new(400.try_into().unwrap(), SdkBody::empty())
+    }
+
+    /// A `TransactWriteItems` cancelled for `reasons`, as DynamoDB words it.
+    fn cancelled(reasons: &str) -> StoreError {
+        let message = format!(
+            "Transaction cancelled, please refer cancellation reasons for specific reasons \
+             [{reasons}]"
+        );
+        let meta =
+            ErrorMetadata::builder().code("TransactionCanceledException").message(&message).build();
+        let error = TransactionCanceledException::builder().message(&message).meta(meta).build();
+        let error = TransactWriteItemsError::TransactionCanceledException(error);
+        StoreError::from(SdkError::service_error(error, response()))
+    }
+
+    fn put_failed(code: &str) -> StoreError {
+        let error = PutItemError::generic(ErrorMetadata::builder().code(code).build());
+        StoreError::from(SdkError::service_error(error, response()))
+    }
+
+    /// A failed condition is the caller's to handle (read again, or a duplicate); a conflict
+    /// with another transaction is worth retrying later (a 503, or a deferred webhook), never
+    /// an internal error (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html#transaction-conflict-handling).
+    #[test]
+    fn cancelled_transactions_and_conflicts_map_to_what_the_caller_can_do() {
+        assert!(matches!(cancelled("ConditionalCheckFailed, None"), StoreError::ConditionFailed));
+        assert!(matches!(cancelled("None, TransactionConflict"), StoreError::Unavailable(_)));
+        assert!(matches!(cancelled("ValidationError"), StoreError::Internal(_)));
+        for code in ["TransactionConflictException", "TransactionInProgressException"] {
+            assert!(matches!(put_failed(code), StoreError::Unavailable(_)), "{code}");
+        }
+        assert!(matches!(
+            put_failed("ConditionalCheckFailedException"),
+            StoreError::ConditionFailed
+        ));
+        assert!(matches!(put_failed("ResourceNotFoundException"), StoreError::Internal(_)));
+    }
+}

@@ -227,7 +227,7 @@ fn main() -> anyhow::Result<()> {
 
     // Webhook ingestion: signed events, verified and applied, with 20% duplicates.
     let (server, _, base) = start_server(&store.endpoint)?;
-    let ingest = webhook_ingest(&runtime, &http, &sim, &server, &store, &base, &tokens)?;
+    let ingest = webhook_ingest(&runtime, &http, &sim, &server, store, &base, &tokens)?;
 
     // Reconcile cost as a customer's history grows.
     let mut reconciles = Vec::new();
@@ -937,7 +937,7 @@ fn webhook_ingest(
         wall: started.elapsed(),
         server_cpu_us: ticks_us(cpu_ticks(server.0.id())? - cpu_before),
         store_cpu_us: ticks_us(cpu_ticks(store.process.0.id())? - store_before),
-        stripe_requests: (sim.request_count() - stripe_before) as u64,
+        stripe_requests: sim.request_count() - stripe_before,
         failures,
     })
 }
