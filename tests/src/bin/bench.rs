@@ -144,18 +144,28 @@ fn main() -> anyhow::Result<()> {
 
     // `BENCH_ONLY=webhooks`: webhook ingestion alone, on the in-memory store, for quick
     // comparisons while working on that path.
+    // Every member's profile, linked to a customer with `orders` orders cached by a reconcile,
+    // written by a server of its own.
+    let seed = |endpoint: &str, orders: i64| -> anyhow::Result<()> {
+        let (_seeder, _, base) = start_server(endpoint)?;
+        for (i, token) in tokens.iter().enumerate() {
+            runtime.block_on(
+                http.get(format!("{base}/dashboard/profile")).bearer_auth(token).send(),
+            )?;
+            let customer = sim.create_customer(&format!("{}@example.com", member(i)));
+            for n in 0..orders {
+                sim.advance(7);
+                let item = ItemSpec::new("Tee", 1, 1000 + n);
+                let pi = sim.create_payment_intent(&customer, 1000 + n, "usd", &[item]);
+                sim.succeed(&pi);
+            }
+            runtime.block_on(link_and_sync(&http, &base, &admin, &member(i), &customer))?;
+        }
+        Ok(())
+    };
     if std::env::var("BENCH_ONLY").as_deref() == Ok("webhooks") {
         let store = start_store(&server_bin, None)?;
-        {
-            let (_seeder, _, base) = start_server(&store.endpoint)?;
-            for (i, token) in tokens.iter().enumerate() {
-                runtime.block_on(
-                    http.get(format!("{base}/dashboard/profile")).bearer_auth(token).send(),
-                )?;
-                let customer = sim.create_customer(&format!("{}@example.com", member(i)));
-                runtime.block_on(link_and_sync(&http, &base, &admin, &member(i), &customer))?;
-            }
-        }
+        seed(&store.endpoint, 0)?;
         let (server, _, base) = start_server(&store.endpoint)?;
         let ingest = webhook_ingest(&runtime, &http, &sim, &server, &store, &base, &tokens)?;
         ingest.report(&mut record, None);
@@ -171,26 +181,7 @@ fn main() -> anyhow::Result<()> {
     let mut stores = Vec::new();
     for (label, data_dir) in [("in-memory", None), ("persisted", Some(persisted_dir.as_path()))] {
         let store = start_store(&server_bin, data_dir)?;
-        {
-            let (_seeder, _, base) = start_server(&store.endpoint)?;
-            for (i, token) in tokens.iter().enumerate() {
-                runtime.block_on(
-                    http.get(format!("{base}/dashboard/profile")).bearer_auth(token).send(),
-                )?;
-                let customer = sim.create_customer(&format!("{}@example.com", member(i)));
-                for n in 0..ORDERS_PER_MEMBER {
-                    sim.advance(7);
-                    let pi = sim.create_payment_intent(
-                        &customer,
-                        1000 + n,
-                        "usd",
-                        &[ItemSpec::new("Tee", 1, 1000 + n)],
-                    );
-                    sim.succeed(&pi);
-                }
-                runtime.block_on(link_and_sync(&http, &base, &admin, &member(i), &customer))?;
-            }
-        }
+        seed(&store.endpoint, ORDERS_PER_MEMBER)?;
         let (server, ready, base) = start_server(&store.endpoint)?;
         let profile = measure(
             &format!("profile ({label})"),
