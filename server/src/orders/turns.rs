@@ -19,7 +19,8 @@ pub(super) struct Turns {
 pub(super) struct Turn<'a> {
     turns: &'a Turns,
     intent_id: String,
-    lock: Option<(Arc<AsyncMutex<()>>, OwnedMutexGuard<()>)>,
+    /// `None`: the caller went on without its turn.
+    guard: Option<OwnedMutexGuard<()>>,
 }
 
 impl Turns {
@@ -35,12 +36,12 @@ impl Turns {
             let mut held = self.held.lock().unwrap();
             Arc::clone(held.entry(intent_id.to_string()).or_default())
         };
-        let acquire = Arc::clone(&lock).lock_owned();
+        let acquire = lock.lock_owned();
         let guard = match patience {
             None => Some(acquire.await),
             Some(limit) => tokio::time::timeout(limit, acquire).await.ok(),
         };
-        Turn { turns: self, intent_id: intent_id.to_string(), lock: guard.map(|g| (lock, g)) }
+        Turn { turns: self, intent_id: intent_id.to_string(), guard }
     }
 
     #[cfg(test)]
@@ -54,10 +55,7 @@ impl Drop for Turn<'_> {
         let mut held = self.turns.held.lock().unwrap();
         // Released under the map's lock, so no one clones the lock between the check and the
         // removal; the entry goes when no one else holds or awaits it.
-        if let Some((lock, guard)) = self.lock.take() {
-            drop(guard);
-            drop(lock);
-        }
+        drop(self.guard.take());
         if held.get(&self.intent_id).is_some_and(|lock| Arc::strong_count(lock) == 1) {
             held.remove(&self.intent_id);
         }
@@ -100,7 +98,7 @@ mod tests {
         let turns = Turns::default();
         let held = turns.take("pi_1", None).await;
         let impatient = turns.take("pi_1", Some(Duration::from_millis(20))).await;
-        assert!(impatient.lock.is_none());
+        assert!(impatient.guard.is_none());
         drop(impatient);
         drop(held);
         assert_eq!(turns.len(), 0);
