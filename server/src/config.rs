@@ -222,6 +222,36 @@ pub struct Config {
     pub lambda_events: bool,
 }
 
+/// A Secrets Manager read under way ([`ServerArgs::read_secrets`]).
+pub type PendingSecrets = tokio::task::JoinHandle<Result<crate::secrets::Secrets, String>>;
+
+/// Stands in for each secret until Secrets Manager answers: long enough to pass the checks of
+/// `resolve`, and never used (the server starts serving only after `apply_secrets`).
+const SECRET_PENDING: &str = "pending: read from Secrets Manager at start";
+
+/// The secrets of a read started by [`ServerArgs::read_secrets`], or its one-line error.
+pub async fn await_secrets(pending: PendingSecrets) -> Result<crate::secrets::Secrets, String> {
+    pending.await.map_err(|e| format!("reading the secrets: {e}"))?
+}
+
+impl Config {
+    /// Puts the secrets read from Secrets Manager in place of the placeholders
+    /// [`ServerArgs::read_secrets`] resolved with.
+    pub fn apply_secrets(&mut self, secrets: crate::secrets::Secrets) -> Result<(), String> {
+        let StripeSetting::Live(stripe) = &mut self.stripe else {
+            return Err("secrets from Secrets Manager need a configured Stripe account".into());
+        };
+        let cursor_key = secrets.cursor_key.expose_secret().as_bytes();
+        if cursor_key.len() < 32 {
+            return Err("the secret's cursorKey must be at least 32 bytes".into());
+        }
+        self.orders.cursor_key = secrecy::SecretSlice::from(cursor_key.to_vec());
+        stripe.secret_key = secrets.stripe_secret_key;
+        stripe.webhook_secret = secrets.stripe_webhook_secret;
+        Ok(())
+    }
+}
+
 /// Clap's parser for a secret value: kept wrapped from the moment it is read.
 fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(value))
@@ -238,7 +268,20 @@ impl ServerArgs {
     /// Fills the Stripe and page-token secrets from Secrets Manager when an ARN is configured.
     /// Setting them both ways is a mistake, reported rather than resolved silently.
     pub async fn load_secrets(mut self) -> Result<Self, String> {
-        let Some(arn) = self.secrets_arn.take() else { return Ok(self) };
+        let Some(pending) = self.read_secrets()? else { return Ok(self) };
+        let secrets = await_secrets(pending).await?;
+        self.stripe_secret_key = Some(secrets.stripe_secret_key);
+        self.stripe_webhook_secret = Some(secrets.stripe_webhook_secret);
+        self.cursor_key = Some(secrets.cursor_key);
+        Ok(self)
+    }
+
+    /// Starts reading the secrets from Secrets Manager, when an ARN is configured, on a task of
+    /// its own, so that start-up goes on meanwhile (the read is the SDK's first request: its
+    /// TLS roots, a connection, a round trip). Until [`Config::apply_secrets`] puts the secrets
+    /// in, the configuration resolves with placeholders in their place.
+    pub fn read_secrets(&mut self) -> Result<Option<PendingSecrets>, String> {
+        let Some(arn) = self.secrets_arn.take() else { return Ok(None) };
         if self.stripe_secret_key.is_some()
             || self.stripe_webhook_secret.is_some()
             || self.cursor_key.is_some()
@@ -247,11 +290,11 @@ impl ServerArgs {
                         STRIPE_WEBHOOK_SECRET or DASHBOARD_CURSOR_KEY"
                 .into());
         }
-        let secrets = crate::secrets::load(&arn).await?;
-        self.stripe_secret_key = Some(secrets.stripe_secret_key);
-        self.stripe_webhook_secret = Some(secrets.stripe_webhook_secret);
-        self.cursor_key = Some(secrets.cursor_key);
-        Ok(self)
+        let placeholder = || Some(SecretString::from(SECRET_PENDING));
+        self.stripe_secret_key = placeholder();
+        self.stripe_webhook_secret = placeholder();
+        self.cursor_key = placeholder();
+        Ok(Some(tokio::spawn(async move { crate::secrets::load(&arn).await })))
     }
 
     /// Checks the settings and resolves them. The error is one line, fit to print and exit.
@@ -560,6 +603,39 @@ mod tests {
         let crate::config::StripeSetting::Live(stripe) = &config.stripe else { panic!() };
         assert_eq!(stripe.secret_key.expose_secret(), secrets[0]);
         assert_eq!(config.orders.cursor_key.expose_secret(), secrets[2].as_bytes());
+    }
+
+    /// With an ARN, the configuration resolves while the read is under way, and the secrets
+    /// replace every placeholder; a short page-token key is refused as from the flags.
+    #[tokio::test]
+    async fn secrets_read_at_start_replace_the_placeholders() {
+        let argv = [
+            "dashboard-server",
+            "--aws-region=eu-west-1",
+            "--secrets-arn=arn:aws:secretsmanager:eu-west-1:1:secret:s",
+            "--jwt-issuer=https://issuer",
+            "--jwt-client-id=abc",
+            "--jwks-url=https://issuer/jwks",
+        ];
+        let mut args = Cli::try_parse_from(argv).unwrap().args;
+        let pending = args.read_secrets().unwrap().expect("a read under way");
+        pending.abort();
+        let mut config = args.resolve().unwrap();
+        let secrets = |cursor_key: &str| {
+            serde_json::from_value::<crate::secrets::Secrets>(serde_json::json!({
+                "stripeSecretKey": "sk_test_from_the_secret",
+                "stripeWebhookSecret": "whsec_from_the_secret",
+                "cursorKey": cursor_key,
+            }))
+            .unwrap()
+        };
+        let short = config.clone().apply_secrets(secrets("too short")).unwrap_err();
+        assert!(short.contains("cursorKey must be at least 32 bytes"), "{short}");
+        config.apply_secrets(secrets("0123456789abcdef0123456789abcdef")).unwrap();
+        let StripeSetting::Live(stripe) = &config.stripe else { panic!("{config:?}") };
+        assert_eq!(stripe.secret_key.expose_secret(), "sk_test_from_the_secret");
+        assert_eq!(stripe.webhook_secret.expose_secret(), "whsec_from_the_secret");
+        assert_eq!(config.orders.cursor_key.expose_secret(), b"0123456789abcdef0123456789abcdef");
     }
 
     #[test]

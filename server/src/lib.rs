@@ -94,7 +94,40 @@ impl RunningServer {
 /// Starts the server: connects the store, builds the Stripe client, describes the API and
 /// serves it.
 pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServer> {
+    let prepared = prepare(config, log).await?;
+    start_prepared(config, log, prepared).await
+}
+
+/// What start-up builds before it needs the Stripe and page-token secrets.
+pub struct Prepared {
+    store: Store,
+    embedded: Embedded,
+    api: dropshot::ApiDescription<ServerContext>,
+    auth: auth::Authenticator,
+    dev_token: Option<String>,
+}
+
+/// The start-up that uses no secret: the store's client (and tables where the server creates
+/// them), the API's description and the authenticator.
+pub async fn prepare(config: &Config, log: &Logger) -> anyhow::Result<Prepared> {
     let (store, embedded) = connect_store(config, log).await?;
+    #[cfg(feature = "embedded")]
+    let dev_token = dev::demo_token(&config.auth);
+    #[cfg(not(feature = "embedded"))]
+    let dev_token = None;
+    let api = describe_api(dev_token.is_some(), config.lambda_events)?;
+    let auth = auth::Authenticator::new(config.auth.clone());
+    Ok(Prepared { store, embedded, api, auth, dev_token })
+}
+
+/// The rest of start-up, with the secrets in `config`: the Stripe client, the order service,
+/// and serving.
+pub async fn start_prepared(
+    config: &Config,
+    log: &Logger,
+    prepared: Prepared,
+) -> anyhow::Result<RunningServer> {
+    let Prepared { store, embedded, api, auth, dev_token } = prepared;
     let (stripe_config, stripe_sim) = stripe_client(&config.stripe).await?;
     let webhook_secret = stripe_config.webhook_secret.clone();
     let orders = std::sync::Arc::new(orders::OrderService::new(
@@ -104,12 +137,6 @@ pub async fn start(config: &Config, log: &Logger) -> anyhow::Result<RunningServe
         refresh_queue(config).await,
         log.new(slog::o!("component" => "orders")),
     ));
-    #[cfg(feature = "embedded")]
-    let dev_token = dev::demo_token(&config.auth);
-    #[cfg(not(feature = "embedded"))]
-    let dev_token = None;
-    let api = describe_api(dev_token.is_some(), config.lambda_events)?;
-    let auth = auth::Authenticator::new(config.auth.clone());
     let server = serve(config, log, api, ServerContext { store, auth, orders, dev_token })?;
     #[cfg(feature = "embedded")]
     if let Some(sim) = &stripe_sim {

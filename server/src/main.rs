@@ -131,23 +131,30 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("building the tokio runtime")
 }
 
-/// Resolves the configuration and starts the server; failures are printed as one line.
+/// Resolves the configuration and starts the server; failures are printed as one line. A
+/// Secrets Manager read overlaps the start-up that does not need the secrets (the store's
+/// client, the API's description, the authenticator).
 async fn boot(
-    args: ServerArgs,
+    mut args: ServerArgs,
 ) -> Result<(config::Config, slog::Logger, dashboard_server::RunningServer), ExitCode> {
-    let config = match args.load_secrets().await {
-        Ok(args) => args.resolve(),
-        Err(error) => Err(error),
-    }
-    .map_err(|error| {
+    let configuration_error = |error: String| {
         eprintln!("dashboard-server: configuration error: {error}");
         ExitCode::from(2)
-    })?;
+    };
+    let pending = args.read_secrets().map_err(configuration_error)?;
+    let mut config = args.resolve().map_err(configuration_error)?;
     let log = logging::logger(config.log_format, &config.log_level);
-    let running = dashboard_server::start(&config, &log).await.map_err(|error| {
+    let failure = |error: anyhow::Error| {
         eprintln!("dashboard-server: {error:#}");
         ExitCode::FAILURE
-    })?;
+    };
+    let prepared = dashboard_server::prepare(&config, &log).await.map_err(failure)?;
+    if let Some(pending) = pending {
+        let secrets = config::await_secrets(pending).await.map_err(configuration_error)?;
+        config.apply_secrets(secrets).map_err(configuration_error)?;
+    }
+    let running =
+        dashboard_server::start_prepared(&config, &log, prepared).await.map_err(failure)?;
     Ok((config, log, running))
 }
 

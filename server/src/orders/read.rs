@@ -99,7 +99,7 @@ impl OrderService {
         Ok(OrdersPage {
             items: page
                 .orders
-                .iter()
+                .into_iter()
                 .filter(|o| of_customer(o.stripe_customer_id.as_deref(), customer))
                 .map(summary)
                 .collect(),
@@ -233,14 +233,14 @@ fn of_customer(order_customer: Option<&str>, held: Option<&str>) -> bool {
     order_customer.is_none_or(|c| held == Some(c))
 }
 
-fn summary(record: &OrderSummaryRecord) -> OrderSummary {
+fn summary(record: OrderSummaryRecord) -> OrderSummary {
     OrderSummary {
-        order_id: record.order_id.clone(),
-        order_number: record.order_number.clone(),
+        order_id: record.order_id,
+        order_number: record.order_number,
         status: record.status,
         amount: record.amount,
         amount_refunded: record.amount_refunded,
-        currency: record.currency.clone(),
+        currency: record.currency,
         item_count: record.item_count,
         created_at: record.created_at,
         updated_at: record.updated_at,

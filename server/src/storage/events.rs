@@ -197,7 +197,7 @@ impl Store {
         if let Some(change) = &change {
             let put = Put::builder()
                 .table_name(&self.tables.order_snapshots)
-                .set_item(Some(serde_dynamo::to_item(change.record).map_err(StoreError::from)?));
+                .set_item(Some(super::orders::order_item(change.record)?));
             let put = match change.expected_version {
                 None => {
                     inserts = true;

@@ -1,7 +1,7 @@
 //! The `OrderSnapshots` table: one item per (member, order), listed newest first through the
 //! `byCreated` local index, written with conditions on `version`.
 
-use super::schema::{BY_CREATED, BY_CREATED_ATTRIBUTES};
+use super::schema::{BY_CREATED, LISTING_ENTRY};
 use super::{Store, StoreError};
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, Put, TransactWriteItem, Update, WriteRequest,
@@ -112,33 +112,80 @@ record_types! {
     }
 }
 
-/// The attributes a listing reads (a projection: the full timeline stays in the table).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+/// What a listing reads of an order: its listing entry (the `listing` attribute's JSON, see
+/// [`LISTING_ENTRY`]), or, for an order written before entries existed, the order itself.
+/// One-letter keys and times as integers: an index's reads cost by the size of what it holds
+/// (`LSI.html#LSI.ThroughputConsiderations`), and 20 entries with the attributes' own names and
+/// RFC 3339 times cost half a read unit more than the twelve attributes did. Nanoseconds keep
+/// `updatedAt` exactly as the order holds it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct OrderSummaryRecord {
+    #[serde(rename = "o")]
     pub order_id: String,
+    #[serde(rename = "k")]
     pub created_key: String,
+    #[serde(rename = "n")]
     pub order_number: String,
-    #[serde(deserialize_with = "lenient_status")]
+    #[serde(rename = "s", deserialize_with = "lenient_status")]
     pub status: OrderStatus,
+    #[serde(rename = "a")]
     pub amount: i64,
+    #[serde(rename = "r")]
     pub amount_refunded: i64,
+    #[serde(rename = "c")]
     pub currency: String,
-    #[serde(default)]
+    #[serde(rename = "i", default)]
     pub item_count: u32,
+    #[serde(rename = "t", with = "chrono::serde::ts_nanoseconds")]
     pub created_at: DateTime<Utc>,
+    #[serde(rename = "u", with = "chrono::serde::ts_nanoseconds")]
     pub updated_at: DateTime<Utc>,
-    #[serde(default)]
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
     /// The customer the order belongs to: the listing hides orders of a customer the member
     /// no longer holds (left behind by a relink that did not finish its clean-up).
-    #[serde(default)]
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub stripe_customer_id: Option<String>,
 }
 
-/// The listing reads the index's keys and what it holds beside them, nothing the index would
-/// have to fetch from the table.
-const SUMMARY_KEYS: [&str; 2] = ["orderId", "createdKey"];
+impl From<&OrderRecord> for OrderSummaryRecord {
+    fn from(record: &OrderRecord) -> Self {
+        OrderSummaryRecord {
+            order_id: record.order_id.clone(),
+            created_key: record.created_key.clone(),
+            order_number: record.order_number.clone(),
+            status: record.status,
+            amount: record.amount,
+            amount_refunded: record.amount_refunded,
+            currency: record.currency.clone(),
+            item_count: record.item_count,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            expires_at: record.expires_at,
+            stripe_customer_id: record.stripe_customer_id.clone(),
+        }
+    }
+}
+
+/// An order as stored: its attributes and its listing entry. Every order write goes through
+/// here, so an entry never disagrees with the attributes written beside it.
+pub(crate) fn order_item(
+    record: &OrderRecord,
+) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(record)?;
+    let entry = serde_json::to_string(&OrderSummaryRecord::from(record)).map_err(|e| {
+        StoreError::Internal(format!("order {}: listing entry: {e}", record.order_id))
+    })?;
+    item.insert(LISTING_ENTRY.to_string(), AttributeValue::S(entry));
+    Ok(item)
+}
+
+/// A listing entry as read; `None` when the item has none (an order written before entries
+/// existed) or one this version cannot read: the listing then reads the order whole.
+fn listing_entry(item: &HashMap<String, AttributeValue>) -> Option<OrderSummaryRecord> {
+    let AttributeValue::S(json) = item.get(LISTING_ENTRY)? else { return None };
+    serde_json::from_str(json).ok()
+}
 
 /// Most Query pages one listing request reads. A status filter is applied after DynamoDB has
 /// read the items (`Query.FilterExpression.html`), so a rare status could otherwise take a
@@ -205,14 +252,10 @@ impl Store {
         let mut names = HashMap::from([
             ("#u".to_string(), "userId".to_string()),
             ("#k".to_string(), "createdKey".to_string()),
+            ("#l".to_string(), LISTING_ENTRY.to_string()),
         ]);
-        // Every projected attribute through a placeholder: `status` is a reserved word.
-        let mut projection = Vec::new();
-        for (i, attribute) in SUMMARY_KEYS.iter().chain(BY_CREATED_ATTRIBUTES).enumerate() {
-            names.insert(format!("#p{i}"), attribute.to_string());
-            projection.push(format!("#p{i}"));
-        }
-        let projection = projection.join(", ");
+        // The entry, and the order's id for an order without one (read whole below).
+        let projection = "#l, orderId";
         let mut values = HashMap::from([(":u".to_string(), s(query.user_id))]);
         // One condition on the sort key, and only on the bounds given: real DynamoDB refuses an
         // empty string as a key value, so "no lower bound" is no condition, never `""`.
@@ -263,7 +306,7 @@ impl Store {
                 .table_name(&self.tables.order_snapshots)
                 .index_name(BY_CREATED)
                 .key_condition_expression(&key_condition)
-                .projection_expression(&projection)
+                .projection_expression(projection)
                 .set_filter_expression(filter.map(str::to_string))
                 .set_expression_attribute_names(Some(names.clone()))
                 .set_expression_attribute_values(Some(values.clone()))
@@ -273,7 +316,13 @@ impl Store {
                 .send()
                 .await?;
             for item in output.items.unwrap_or_default() {
-                let record: OrderSummaryRecord = serde_dynamo::from_item(item)?;
+                let record = match listing_entry(&item) {
+                    Some(entry) => entry,
+                    None => match self.order_without_entry(query.user_id, &item).await? {
+                        Some(record) => record,
+                        None => continue,
+                    },
+                };
                 // The page continues strictly below the cursor.
                 let expired = record.expires_at.is_some_and(|at| at <= now);
                 if query.below_key.as_deref() == Some(record.created_key.as_str()) || expired {
@@ -308,6 +357,21 @@ impl Store {
                 Some(key) => start = Some(key),
             }
         }
+    }
+
+    /// The summary of an order the index returned without a listing entry, read whole from the
+    /// table; `None` once it is gone or expired. Only orders cached before entries existed
+    /// have none, and their next write adds one.
+    async fn order_without_entry(
+        &self,
+        user_id: &str,
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<Option<OrderSummaryRecord>, StoreError> {
+        let order_id = item
+            .get("orderId")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| StoreError::Internal("a listing item without orderId".into()))?;
+        Ok(self.get_order(user_id, order_id).await?.map(|r| OrderSummaryRecord::from(&r)))
     }
 
     /// Every cached order of a member, by order id (reconcile compares against these).
@@ -360,7 +424,7 @@ impl Store {
     pub async fn insert_order(&self, record: &OrderRecord) -> Result<(), StoreError> {
         let put = Put::builder()
             .table_name(&self.tables.order_snapshots)
-            .set_item(Some(serde_dynamo::to_item(record)?))
+            .set_item(Some(order_item(record)?))
             .condition_expression("attribute_not_exists(orderId)")
             .build()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -421,7 +485,7 @@ impl Store {
         self.client
             .put_item()
             .table_name(&self.tables.order_snapshots)
-            .set_item(Some(serde_dynamo::to_item(record)?))
+            .set_item(Some(order_item(record)?))
             .condition_expression("#v = :v")
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":v", AttributeValue::N(expected_version.to_string()))
@@ -572,7 +636,60 @@ mod tests {
         let sticker = OrderItem::from(record.items[1].clone());
         assert_eq!((sticker.unit_amount, sticker.amount_total), (None, 500));
         assert_eq!(OrderCharge::from(record.charges[0].clone()).receipt_url, None);
-        let summary: OrderSummaryRecord = serde_dynamo::from_item(item).unwrap();
-        assert_eq!(summary.item_count, 2);
+        assert_eq!(listing_entry(&item), None, "written before listing entries");
+        assert_eq!(OrderSummaryRecord::from(&record).item_count, 2);
+    }
+
+    fn legacy_record() -> OrderRecord {
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("fixtures/order-legacy.json")).unwrap();
+        serde_dynamo::from_item(super::super::item_from_json(&fixture).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_written_order_carries_its_listing_entry() {
+        let record = legacy_record();
+        let item = order_item(&record).unwrap();
+        assert_eq!(listing_entry(&item), Some(OrderSummaryRecord::from(&record)));
+        let back: OrderRecord = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back, record, "the entry is extra: the order reads back the same");
+    }
+
+    /// Orders cached before listing entries existed are listed from the table, in order,
+    /// beside orders with entries; an unreadable entry is read the same way.
+    #[cfg(feature = "embedded")]
+    #[tokio::test]
+    async fn orders_without_a_listing_entry_are_listed_whole() {
+        let running = crate::storage::embedded::EmbeddedStore::start(None).await.unwrap();
+        let store = Store::connect("local", Some(&running.endpoint), "le-").await;
+        store.ensure_tables("le-").await.unwrap();
+        let mut orders = Vec::new();
+        for n in 0..3i64 {
+            let mut record = legacy_record();
+            record.order_id = format!("pi_entry{n}");
+            record.created_key = OrderRecord::created_key(1_764_000_000 + n, &record.order_id);
+            record.amount = 100 + n;
+            let mut item = match n {
+                0 => serde_dynamo::to_item(&record).unwrap(),
+                _ => order_item(&record).unwrap(),
+            };
+            if n == 2 {
+                item.insert(LISTING_ENTRY.into(), AttributeValue::S("{not json".into()));
+            }
+            let table = &store.tables.order_snapshots;
+            store.client.put_item().table_name(table).set_item(Some(item)).send().await.unwrap();
+            orders.push(record);
+        }
+        let query = OrderQuery {
+            user_id: "fixture-member",
+            status: None,
+            from_key: None,
+            below_key: None,
+            limit: 20,
+        };
+        let page = store.list_orders(&query).await.unwrap();
+        let newest_first: Vec<_> = orders.iter().rev().map(OrderSummaryRecord::from).collect();
+        assert_eq!(page.orders, newest_first);
+        running.shutdown().await;
     }
 }

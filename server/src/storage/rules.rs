@@ -554,7 +554,7 @@ mod tests {
                 "ProjectionExpression": projection,
             })
         };
-        check("Query", &query("byCreated", "orderId, createdKey, #s, amount, expiresAt")).unwrap();
+        check("Query", &query("byCreated", "orderId, createdKey, #s, listing")).unwrap();
         let whole = violation("Query", query("byCreated", "orderId, #s, items"));
         assert!(whole.contains("does not hold `items`"), "{whole}");
         let profiles = json!({

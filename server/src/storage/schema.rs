@@ -76,21 +76,15 @@ pub const BY_STRIPE_CUSTOMER: &str = "byStripeCustomerId";
 pub const ORDER_SNAPSHOTS: &str = "OrderSnapshots";
 /// Newest-first listing: sort key `createdKey` = zero-padded creation time + `#` + order id.
 pub const BY_CREATED: &str = "byCreated";
-/// What `byCreated` holds besides the keys (`userId`, `orderId`, `createdKey`): the listing's
-/// summary, and `expiresAt`, which hides an expired snapshot before DynamoDB's TTL removes it.
-/// A listing reads 20 of these instead of 20 whole orders.
-pub const BY_CREATED_ATTRIBUTES: &[&str] = &[
-    "orderNumber",
-    "status",
-    "amount",
-    "amountRefunded",
-    "currency",
-    "itemCount",
-    "createdAt",
-    "updatedAt",
-    "expiresAt",
-    "stripeCustomerId",
-];
+/// An order's listing entry: its summary (with `createdKey`, `expiresAt` and the customer) as
+/// one JSON string, written with every order. A listing reads this one attribute per order:
+/// as twelve attributes, the SDK's parsing of twelve typed values per order into maps, and
+/// their conversion, were the largest part of a listing's CPU (perf, issue 14).
+pub const LISTING_ENTRY: &str = "listing";
+/// What `byCreated` holds besides the keys (`userId`, `orderId`, `createdKey`): the listing
+/// entry, and `status` for the listing's status filter (a FilterExpression reads attributes,
+/// not the entry's JSON). A listing reads 20 of these instead of 20 whole orders.
+pub const BY_CREATED_ATTRIBUTES: &[&str] = &[LISTING_ENTRY, "status"];
 pub const STRIPE_EVENTS: &str = "StripeEvents";
 /// One item per linked Stripe customer, naming its member: the uniqueness claim that makes
 /// "one member per customer" a conditional write rather than an index lookup.

@@ -179,7 +179,11 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&persisted_dir)?;
     let mut read_rows = Vec::new();
     let mut stores = Vec::new();
-    for (label, data_dir) in [("in-memory", None), ("persisted", Some(persisted_dir.as_path()))] {
+    // `BENCH_ONLY=reads`: the read path on the in-memory store and the Lambda cold path only.
+    let reads_only = std::env::var("BENCH_ONLY").as_deref() == Ok("reads");
+    let store_kinds = [("in-memory", None), ("persisted", Some(persisted_dir.as_path()))];
+    let store_kinds = if reads_only { &store_kinds[..1] } else { &store_kinds[..] };
+    for &(label, data_dir) in store_kinds {
         let store = start_store(&server_bin, data_dir)?;
         seed(&store.endpoint, ORDERS_PER_MEMBER)?;
         let (server, ready, base) = start_server(&store.endpoint)?;
@@ -215,6 +219,27 @@ fn main() -> anyhow::Result<()> {
         stores.push(store);
     }
     let store = &stores[0];
+    if reads_only {
+        for (label, profile, orders, (units, _)) in &read_rows {
+            let ratio = orders.cpu_us_per_req / profile.cpu_us_per_req;
+            record.set(format!("orders.{label}.server_cpu_vs_profile"), ratio);
+            println!(
+                "{label}: profile {:.1} us, listing {:.1} us of server CPU ({ratio:.2}x, target \
+                 <= 2x); store {:?} / {:?} us; peak RSS {:.1} / {:.1} MiB (targets < 20 / < 25); \
+                 read units per listing {units:.1}",
+                profile.cpu_us_per_req,
+                orders.cpu_us_per_req,
+                profile.store_cpu_us_per_req,
+                orders.store_cpu_us_per_req,
+                profile.peak_rss_kib as f64 / 1024.0,
+                orders.peak_rss_kib as f64 / 1024.0,
+            );
+        }
+        let ready = lambda_cold_path(&runtime, &server_bin, &store.endpoint, &jwks, &sim)?;
+        record.set("lambda.exec_to_ready_ms", ready.as_secs_f64() * 1000.0);
+        println!("Lambda exec-to-ready, median of 5: {:.1} ms", ready.as_secs_f64() * 1000.0);
+        return save_and_compare(&target.join("bench"), &record, compare.as_deref());
+    }
 
     // Webhook ingestion: signed events, verified and applied, with 20% duplicates.
     let (server, _, base) = start_server(&store.endpoint)?;
@@ -462,23 +487,19 @@ fn save_and_compare(dir: &Path, record: &Record, compare: Option<&Path>) -> anyh
 /// projected every attribute), from DynamoDB's `ConsumedCapacity`.
 async fn listing_read_units(endpoint: &str, user: &str) -> anyhow::Result<(f64, f64)> {
     use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
-    use dashboard_server::storage::schema::{BY_CREATED, BY_CREATED_ATTRIBUTES};
+    use dashboard_server::storage::schema::{BY_CREATED, LISTING_ENTRY};
     let store = dashboard_server::storage::Store::connect("local", Some(endpoint), "bench-").await;
-    let mut names = std::collections::HashMap::new();
-    let mut projection = Vec::new();
-    for (i, attribute) in ["orderId", "createdKey"].iter().chain(BY_CREATED_ATTRIBUTES).enumerate()
-    {
-        names.insert(format!("#p{i}"), attribute.to_string());
-        projection.push(format!("#p{i}"));
-    }
-    names.insert("#u".into(), "userId".into());
+    let names = std::collections::HashMap::from([
+        ("#u".to_string(), "userId".to_string()),
+        ("#l".to_string(), LISTING_ENTRY.to_string()),
+    ]);
     let summaries = store
         .client
         .query()
         .table_name(&store.tables.order_snapshots)
         .index_name(BY_CREATED)
         .key_condition_expression("#u = :u")
-        .projection_expression(projection.join(", "))
+        .projection_expression("#l, orderId")
         .set_expression_attribute_names(Some(names))
         .expression_attribute_values(":u", AttributeValue::S(user.into()))
         .scan_index_forward(false)
