@@ -241,15 +241,20 @@ impl Config {
         let StripeSetting::Live(stripe) = &mut self.stripe else {
             return Err("secrets from Secrets Manager need a configured Stripe account".into());
         };
-        let cursor_key = secrets.cursor_key.expose_secret().as_bytes();
-        if cursor_key.len() < 32 {
-            return Err("the secret's cursorKey must be at least 32 bytes".into());
-        }
-        self.orders.cursor_key = secrecy::SecretSlice::from(cursor_key.to_vec());
+        self.orders.cursor_key = page_token_key(&secrets.cursor_key, "the secret's cursorKey")?;
         stripe.secret_key = secrets.stripe_secret_key;
         stripe.webhook_secret = secrets.stripe_webhook_secret;
         Ok(())
     }
+}
+
+/// The page-token signing key, at least 32 bytes (`name` says where it came from).
+fn page_token_key(key: &SecretString, name: &str) -> Result<secrecy::SecretSlice<u8>, String> {
+    let bytes = key.expose_secret().as_bytes();
+    if bytes.len() < 32 {
+        return Err(format!("{name} must be at least 32 bytes"));
+    }
+    Ok(secrecy::SecretSlice::from(bytes.to_vec()))
 }
 
 /// Clap's parser for a secret value: kept wrapped from the moment it is read.
@@ -425,10 +430,7 @@ impl ServerArgs {
             }
         };
         let cursor_key = match self.cursor_key {
-            Some(key) if key.expose_secret().len() >= 32 => {
-                secrecy::SecretSlice::from(key.expose_secret().as_bytes().to_vec())
-            }
-            Some(_) => return Err("DASHBOARD_CURSOR_KEY must be at least 32 bytes".into()),
+            Some(key) => page_token_key(&key, "DASHBOARD_CURSOR_KEY")?,
             None if dev => dev_secret_file(&self.data_dir, "dev-cursor-key")?,
             None => {
                 return Err(

@@ -74,7 +74,8 @@ pub const API_FUNCTION: &[Grant] = &[
     table(ORDER_SNAPSHOTS, "dynamodb:GetItem"),
     // Store::all_orders (reconcile: the admin trigger, in-process refreshes).
     table(ORDER_SNAPSHOTS, "dynamodb:Query"),
-    // Store::replace_order, and the order `Put` in Store::insert_order's and
+    // Store::replace_order (also from Store::list_orders: an order cached before listing
+    // entries is written back once with one), and the order `Put` in Store::insert_order's and
     // Store::write_applied_event's TransactWriteItems.
     table(ORDER_SNAPSHOTS, "dynamodb:PutItem"),
     // Store::delete_orders_except (admin link: the old customer's orders leave the member).

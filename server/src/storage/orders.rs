@@ -359,9 +359,12 @@ impl Store {
         }
     }
 
-    /// The summary of an order the index returned without a listing entry, read whole from the
-    /// table; `None` once it is gone or expired. Only orders cached before entries existed
-    /// have none, and their next write adds one.
+    /// The summary of an order the index returned without a readable listing entry (cached
+    /// before entries existed), read whole from the table; `None` once it is gone or expired.
+    /// The order is written back at its own version, which adds the entry: a reconcile rewrites
+    /// only orders that changed, so without this an unchanged order would cost a read on every
+    /// listing for good. The write is best-effort: a writer that got there first wrote an
+    /// entry itself, and a failed write leaves the next listing to try again.
     async fn order_without_entry(
         &self,
         user_id: &str,
@@ -371,7 +374,9 @@ impl Store {
             .get("orderId")
             .and_then(|v| v.as_s().ok())
             .ok_or_else(|| StoreError::Internal("a listing item without orderId".into()))?;
-        Ok(self.get_order(user_id, order_id).await?.map(|r| OrderSummaryRecord::from(&r)))
+        let Some(record) = self.get_order(user_id, order_id).await? else { return Ok(None) };
+        let _ = self.replace_order(&record, record.version).await;
+        Ok(Some(OrderSummaryRecord::from(&record)))
     }
 
     /// Every cached order of a member, by order id (reconcile compares against these).
@@ -690,6 +695,22 @@ mod tests {
         let page = store.list_orders(&query).await.unwrap();
         let newest_first: Vec<_> = orders.iter().rev().map(OrderSummaryRecord::from).collect();
         assert_eq!(page.orders, newest_first);
+        // The listing wrote each of them back with a readable entry, once.
+        for record in &orders {
+            let stored = store
+                .client
+                .get_item()
+                .table_name(&store.tables.order_snapshots)
+                .key("userId", s(&record.user_id))
+                .key("orderId", s(&record.order_id))
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap();
+            assert_eq!(listing_entry(&stored), Some(OrderSummaryRecord::from(record)));
+        }
+        assert_eq!(store.list_orders(&query).await.unwrap().orders, newest_first);
         running.shutdown().await;
     }
 }
