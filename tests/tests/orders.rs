@@ -578,3 +578,32 @@ async fn a_status_filtered_listing_reads_a_bounded_number_of_pages_per_request()
     assert!(requests >= 2);
     server.stop().await;
 }
+
+/// A first listing page reads what it needs of the profile (freshness, customer) in its own
+/// Query, from the member's listing state: one store call. A later page reads the profile
+/// beside its Query. Both answer alike.
+#[tokio::test]
+async fn a_first_listing_page_is_one_store_call() {
+    let server = TestServer::start().await;
+    let (client, customer) = server.linked_member("one-call").await;
+    for _ in 0..3 {
+        let pi = server.stripe.create_payment_intent(&customer, 700, "usd", &items());
+        server.stripe.succeed(&pi);
+    }
+    sync(&server, "one-call").await;
+    let calls = || ["Query", "GetItem"].map(|operation| server.store_calls(operation));
+    let before = calls();
+    let first = client.list_orders(None, None, nz(2), None, None).await.unwrap().into_inner();
+    let after = calls();
+    assert_eq!([after[0] - before[0], after[1] - before[1]], [1, 0], "Query, GetItem");
+    assert_eq!(first.items.len(), 2);
+    assert!(!first.stale && first.synced_at.is_some());
+    let token = first.next_page.clone().expect("a third order");
+    let before = calls();
+    let next = client.list_orders(None, None, None, Some(&token), None).await.unwrap().into_inner();
+    let after = calls();
+    assert_eq!([after[0] - before[0], after[1] - before[1]], [1, 1], "Query, GetItem");
+    assert_eq!(next.items.len(), 1);
+    assert_eq!((next.synced_at, next.stale), (first.synced_at, first.stale));
+    server.stop().await;
+}

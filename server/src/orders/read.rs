@@ -76,9 +76,22 @@ impl OrderService {
             below_key: below.or_else(|| before.map(|b| format!("{b:012}#"))),
             limit: limit as usize,
         };
-        let (page, profile) =
-            tokio::join!(self.store.list_orders(&query), self.store.listing_state(user_id));
-        let (page, profile) = (page?, profile?);
+        // A page without an upper bound reads the member's listing state in its own Query;
+        // only a member without one (unlinked, or linked before states existed) costs a
+        // second call after it. A later page reads the profile beside its Query.
+        let (mut page, profile) = match query.below_key {
+            None => (self.store.list_orders(&query).await?, None),
+            Some(_) => {
+                let (page, profile) =
+                    tokio::join!(self.store.list_orders(&query), self.store.listing_state(user_id));
+                (page?, profile?)
+            }
+        };
+        let profile = match page.state.take() {
+            Some(state) => Some(state),
+            None if query.below_key.is_none() => self.store.listing_state(user_id).await?,
+            None => profile,
+        };
         let synced_at = profile.as_ref().and_then(|p| p.orders_synced_at);
         let customer = profile.as_ref().and_then(|p| p.stripe_customer_id.as_deref());
         let linked = customer.is_some();

@@ -62,10 +62,11 @@ impl OrderService {
         let started_requests = self.stripe.requests();
         // Within the request's or invocation's deadline, or (in the background) its own budget.
         let result = self.stripe.bounded(self.reconcile_inner(user_id, started_requests)).await;
-        crate::metrics::reconcile(&self.log, result.as_ref().ok());
+        crate::metrics::reconcile(&self.log, result.as_ref().ok().map(|(report, _)| report));
         match result {
-            Ok(report) => {
-                self.store.record_sync(user_id, SyncMeta::Reconciled(&report)).await?;
+            Ok((report, customer)) => {
+                let meta = SyncMeta::Reconciled(&report, customer.as_deref());
+                self.store.record_sync(user_id, meta).await?;
                 info!(self.log, "reconcile finished";
                     "user_id" => user_id, "seen" => report.seen, "created" => report.created,
                     "updated" => report.updated, "unchanged" => report.unchanged,
@@ -86,16 +87,17 @@ impl OrderService {
         }
     }
 
+    /// The report, and the customer whose orders were synced (`None`: the member held none).
     async fn reconcile_inner(
         &self,
         user_id: &str,
         started_requests: u64,
-    ) -> Result<SyncReport, Failure> {
+    ) -> Result<(SyncReport, Option<String>), Failure> {
         let mut report = SyncReport { user_id: user_id.to_string(), ..Default::default() };
         let profile = self.store.get_profile(user_id).await?;
         let Some(customer) = profile.and_then(|p| p.stripe_customer_id) else {
             report.finished_at = Some(Utc::now());
-            return Ok(report);
+            return Ok((report, None));
         };
         let cached = self.store.all_orders(user_id).await?;
         let mut checkout_items: Option<HashMap<String, Vec<OrderItem>>> = None;
@@ -160,7 +162,7 @@ impl OrderService {
         }
         report.stripe_requests = self.stripe.requests() - started_requests;
         report.finished_at = Some(Utc::now());
-        Ok(report)
+        Ok((report, Some(customer)))
     }
 
     /// Every charge of a customer by PaymentIntent id, oldest first: one Stripe request per

@@ -75,9 +75,13 @@ pub const API_FUNCTION: &[Grant] = &[
     // Store::all_orders (reconcile: the admin trigger, in-process refreshes).
     table(ORDER_SNAPSHOTS, "dynamodb:Query"),
     // Store::replace_order (also from Store::list_orders: an order cached before listing
-    // entries is written back once with one), and the order `Put` in Store::insert_order's and
-    // Store::write_applied_event's TransactWriteItems.
+    // entries is written back once with one), the order `Put` in Store::insert_order's and
+    // Store::write_applied_event's TransactWriteItems, and the listing state's `Put` in
+    // Store::link_customer's and Store::record_sync's (reconcile) TransactWriteItems.
     table(ORDER_SNAPSHOTS, "dynamodb:PutItem"),
+    // The listing state's `Delete` in Store::unlink_customer's (admin unlink) and
+    // Store::mark_erasing's (DELETE /dashboard/profile) TransactWriteItems.
+    table(ORDER_SNAPSHOTS, "dynamodb:DeleteItem"),
     // Store::delete_orders_except (admin link: the old customer's orders leave the member).
     table(ORDER_SNAPSHOTS, "dynamodb:BatchWriteItem"),
     // Store::list_orders (GET /dashboard/orders).
@@ -127,8 +131,9 @@ pub const WORKER_FUNCTION: &[Grant] = &[
     table(ORDER_SNAPSHOTS, "dynamodb:GetItem"),
     // Store::all_orders (reconcile).
     table(ORDER_SNAPSHOTS, "dynamodb:Query"),
-    // Store::replace_order, and the order `Put` in Store::insert_order and
-    // Store::write_applied_event.
+    // Store::replace_order, the order `Put` in Store::insert_order and
+    // Store::write_applied_event, and the listing state's `Put` in Store::record_sync
+    // (reconcile).
     table(ORDER_SNAPSHOTS, "dynamodb:PutItem"),
     // StripeCustomers
     // Store::customer_claim (the catch-up, through Store::member_for_customer).

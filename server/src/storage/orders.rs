@@ -1,10 +1,11 @@
 //! The `OrderSnapshots` table: one item per (member, order), listed newest first through the
 //! `byCreated` local index, written with conditions on `version`.
 
-use super::schema::{BY_CREATED, LISTING_ENTRY};
+use super::profiles::ListingState;
+use super::schema::{BY_CREATED, LISTING_ENTRY, LISTING_STATE_ID, LISTING_STATE_KEY};
 use super::{Store, StoreError};
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, Put, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, Delete, DeleteRequest, Put, TransactWriteItem, Update, WriteRequest,
 };
 use chrono::{DateTime, Utc};
 use dashboard_api::{
@@ -187,6 +188,73 @@ fn listing_entry(item: &HashMap<String, AttributeValue>) -> Option<OrderSummaryR
     serde_json::from_str(json).ok()
 }
 
+/// A member's listing state as its item's listing entry holds it ([`LISTING_STATE_ID`]).
+#[derive(Serialize, Deserialize)]
+struct StateEntry {
+    #[serde(rename = "c")]
+    customer: String,
+    #[serde(rename = "y", default, skip_serializing_if = "Option::is_none")]
+    synced_at: Option<DateTime<Utc>>,
+}
+
+/// Whether an item of the member's partition is its listing state rather than an order.
+fn is_listing_state(item: &HashMap<String, AttributeValue>) -> bool {
+    matches!(item.get("orderId"), Some(AttributeValue::S(id)) if id == LISTING_STATE_ID)
+}
+
+/// The state a listing state item holds; `None` if this version cannot read it (the listing
+/// then reads the profile, as for a member without one).
+fn listing_state(item: &HashMap<String, AttributeValue>) -> Option<ListingState> {
+    let AttributeValue::S(json) = item.get(LISTING_ENTRY)? else { return None };
+    let entry: StateEntry = serde_json::from_str(json).ok()?;
+    Some(ListingState::linked(entry.customer, entry.synced_at))
+}
+
+fn listing_state_key(user_id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("userId".to_string(), s(user_id)),
+        ("orderId".to_string(), s(LISTING_STATE_ID)),
+    ])
+}
+
+impl Store {
+    /// The transaction item that writes a linked member's listing state: its customer and when
+    /// its orders were last synced, as the profile holds them after the same transaction.
+    pub(super) fn listing_state_put(
+        &self,
+        user_id: &str,
+        customer: &str,
+        synced_at: Option<DateTime<Utc>>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let entry = StateEntry { customer: customer.to_string(), synced_at };
+        let json =
+            serde_json::to_string(&entry).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let mut item = listing_state_key(user_id);
+        item.insert("createdKey".into(), s(LISTING_STATE_KEY));
+        item.insert(LISTING_ENTRY.into(), AttributeValue::S(json));
+        let put = Put::builder()
+            .table_name(&self.tables.order_snapshots)
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The transaction item that deletes the member's listing state (unlink, erasure): the
+    /// listing then reads the profile itself. Deleting a missing item is no error.
+    pub(super) fn listing_state_delete(
+        &self,
+        user_id: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.tables.order_snapshots)
+            .set_key(Some(listing_state_key(user_id)))
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+}
+
 /// Most Query pages one listing request reads. A status filter is applied after DynamoDB has
 /// read the items (`Query.FilterExpression.html`), so a rare status could otherwise take a
 /// page after page of reads in one request; past this bound the listing answers with what it
@@ -203,6 +271,9 @@ pub struct OrderPage {
     /// the last order returned, or, when the read bound ended the scan first, the last item
     /// read, so that the next request resumes where this one stopped.
     pub resume_key: Option<String>,
+    /// The member's listing state, when the page read it: only a page without an upper bound
+    /// reaches it, and a member without one (unlinked, or linked before it existed) has none.
+    pub state: Option<ListingState>,
 }
 
 /// What a listing asks for.
@@ -283,19 +354,28 @@ impl Store {
                 "#u = :u".to_string()
             }
         };
+        // The listing state sorts above every order: a page without an upper bound reads it
+        // first, in the same Query.
+        let reads_state = query.below_key.is_none();
         let mut filter = None;
         if let Some(status) = query.status {
             names.insert("#s".into(), "status".into());
             values.insert(":s".into(), serde_dynamo::to_attribute_value(status)?);
-            filter = Some("#s = :s");
+            // The state has no status: it passes the filter.
+            filter = Some(match reads_state {
+                true => "#s = :s OR attribute_not_exists(#s)",
+                false => "#s = :s",
+            });
         }
         let now = Utc::now().timestamp();
         let mut orders = Vec::new();
+        let mut state = None;
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         let mut pages = 0;
         loop {
             pages += 1;
-            let wanted = query.limit - orders.len() + 1;
+            let with_state = reads_state && pages == 1;
+            let wanted = query.limit - orders.len() + 1 + usize::from(with_state);
             let page_items = match query.status {
                 Some(_) => wanted.max(FILTERED_PAGE_ITEMS),
                 None => wanted,
@@ -312,10 +392,18 @@ impl Store {
                 .set_expression_attribute_values(Some(values.clone()))
                 .scan_index_forward(false)
                 .limit(page_items as i32)
+                // The state stands in for a consistent read of the profile: a listing right
+                // after a relink or an erasure's start sees it (a local index reads
+                // consistently on request, `LSI.html`).
+                .consistent_read(with_state)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await?;
             for item in output.items.unwrap_or_default() {
+                if is_listing_state(&item) {
+                    state = listing_state(&item);
+                    continue;
+                }
                 let record = match listing_entry(&item) {
                     Some(entry) => entry,
                     None => match self.order_without_entry(query.user_id, &item).await? {
@@ -335,13 +423,13 @@ impl Store {
             if orders.len() > query.limit {
                 orders.truncate(query.limit);
                 let resume_key = last_returned(&orders);
-                return Ok(OrderPage { orders, resume_key });
+                return Ok(OrderPage { orders, resume_key, state });
             }
             match output.last_evaluated_key {
-                None => return Ok(OrderPage { orders, resume_key: None }),
+                None => return Ok(OrderPage { orders, resume_key: None, state }),
                 Some(_) if orders.len() == query.limit => {
                     let resume_key = last_returned(&orders);
-                    return Ok(OrderPage { orders, resume_key });
+                    return Ok(OrderPage { orders, resume_key, state });
                 }
                 // The bound is reached: every item up to the last one read was seen, and every
                 // match among them is on this page, so the next page starts below that item.
@@ -352,7 +440,7 @@ impl Store {
                     let resume_key = resume_key.ok_or_else(|| {
                         StoreError::Internal("LastEvaluatedKey without createdKey".into())
                     })?;
-                    return Ok(OrderPage { orders, resume_key: Some(resume_key) });
+                    return Ok(OrderPage { orders, resume_key: Some(resume_key), state });
                 }
                 Some(key) => start = Some(key),
             }
@@ -392,8 +480,8 @@ impl Store {
         Ok(all)
     }
 
-    /// Every cached item of a member (every Query page, consistently read), with only the
-    /// attributes of `projection` when it is given.
+    /// Every cached order item of a member (every Query page, consistently read, the listing
+    /// state left out), with only the attributes of `projection` when it is given.
     async fn member_order_items(
         &self,
         user_id: &str,
@@ -413,7 +501,8 @@ impl Store {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await?;
-            items.extend(output.items.unwrap_or_default());
+            let orders = output.items.unwrap_or_default().into_iter();
+            items.extend(orders.filter(|item| !is_listing_state(item)));
             match output.last_evaluated_key {
                 Some(key) => start = Some(key),
                 None => return Ok(items),
@@ -531,6 +620,9 @@ impl Store {
         let now = Utc::now().timestamp();
         let mut orders = Vec::new();
         for item in output.items.unwrap_or_default() {
+            if is_listing_state(&item) {
+                continue;
+            }
             let record: OrderRecord = serde_dynamo::from_item(item)?;
             if !record.expired(now) {
                 orders.push(record);
@@ -539,7 +631,8 @@ impl Store {
         Ok((orders, output.last_evaluated_key.is_some()))
     }
 
-    /// Deletes every cached order of the member, whatever its customer, and returns how many.
+    /// Deletes every cached order of the member, whatever its customer, and returns how many
+    /// (the listing state too, if one is left: the erasure's first write deleted it).
     /// Reads and deletes one page of keys at a time (memory stays bounded for 10,000 orders),
     /// in `BatchWriteItem` calls of 25; what a crash leaves, the next call deletes.
     pub async fn delete_all_member_orders(&self, user_id: &str) -> Result<usize, StoreError> {
@@ -569,7 +662,7 @@ impl Store {
             for batch in ids.chunks(BATCH_WRITE_MAX) {
                 self.delete_order_batch(user_id, batch).await?;
             }
-            deleted += ids.len();
+            deleted += ids.iter().filter(|id| *id != LISTING_STATE_ID).count();
             // The next page starts after this one's last key (deleted or not, it is behind).
             match output.last_evaluated_key {
                 Some(key) => start = Some(key),

@@ -25,6 +25,16 @@ pub struct ListingState {
     erasing_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+impl ListingState {
+    /// A linked member's state, as its listing state item holds it.
+    pub(super) fn linked(
+        customer: String,
+        orders_synced_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Self {
+        ListingState { orders_synced_at, stripe_customer_id: Some(customer), erasing_since: None }
+    }
+}
+
 /// A profile as stored (see [`AddressRecord`] for how stored records differ from wire types).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -280,6 +290,17 @@ impl Store {
         Ok(output.item)
     }
 
+    /// The member's profile ([`Self::get_profile`]), and its `ordersSyncedAt` as stored.
+    async fn profile_with_synced_at(
+        &self,
+        user_id: &str,
+    ) -> Result<(Option<ProfileRecord>, Option<AttributeValue>), StoreError> {
+        let Some(item) = self.profile_item(user_id, None).await? else { return Ok((None, None)) };
+        let stored = item.get("ordersSyncedAt").cloned();
+        let profile: ProfileRecord = serde_dynamo::from_item(item)?;
+        Ok((profile.erasing_since.is_none().then_some(profile), stored))
+    }
+
     /// The member's profile, also while it is being erased.
     pub async fn get_profile_any(
         &self,
@@ -408,7 +429,9 @@ impl Store {
         let mut request = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build());
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            // A listing reads the profile from here on, and finds it being erased.
+            .transact_items(self.listing_state_delete(&profile.user_id)?);
         if let (Some(customer), true) = (&customer, claimed) {
             let delete = Delete::builder()
                 .table_name(&self.tables.stripe_customers)
@@ -444,7 +467,8 @@ impl Store {
 
 /// Sync bookkeeping kept on the profile item.
 pub enum SyncMeta<'a> {
-    Reconciled(&'a SyncReport),
+    /// A reconcile's report, and the customer whose orders it synced (`None`: none was linked).
+    Reconciled(&'a SyncReport, Option<&'a str>),
     Webhook(&'a WebhookApplied),
     Failed(&'a SyncErrorRecord),
 }
@@ -484,9 +508,22 @@ pub struct Linked {
     pub previous: Option<String>,
 }
 
+/// A profile's `ordersSyncedAt` as read: parsed, and as stored (for a condition on it).
+struct SyncedAt {
+    parsed: Option<chrono::DateTime<chrono::Utc>>,
+    stored: Option<AttributeValue>,
+}
+
 /// Link transactions retried when a concurrent write got in between (the member's profile
 /// changed, or DynamoDB reported a transaction conflict on one of the items).
 const LINK_ATTEMPTS: usize = 4;
+
+/// The wait before the `attempt`th try of a transaction that met a concurrent write: longer
+/// with each try, jittered so that two contenders do not meet again.
+async fn pause_after_contention(attempt: usize) {
+    let jitter = rand::random::<u64>() % 20;
+    tokio::time::sleep(std::time::Duration::from_millis(10 * attempt as u64 + jitter)).await;
+}
 
 fn claim_key(customer: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([("stripeCustomerId".to_string(), AttributeValue::S(customer.to_string()))])
@@ -549,11 +586,11 @@ impl Store {
         for attempt in 0..LINK_ATTEMPTS {
             if attempt > 0 {
                 // A concurrent writer got in between: let it finish, then read again.
-                let jitter = rand::random::<u64>() % 20;
-                tokio::time::sleep(std::time::Duration::from_millis(10 * attempt as u64 + jitter))
-                    .await;
+                pause_after_contention(attempt).await;
             }
-            let profile = self.get_profile(user_id).await?.ok_or(LinkError::NoMember)?;
+            let (profile, stored) = self.profile_with_synced_at(user_id).await?;
+            let profile = profile.ok_or(LinkError::NoMember)?;
+            let synced = SyncedAt { parsed: profile.orders_synced_at, stored };
             let previous = profile.stripe_customer_id.clone();
             if only_if_unlinked && previous.as_deref().is_some_and(|held| held != customer) {
                 return Err(LinkError::MemberLinked);
@@ -570,7 +607,7 @@ impl Store {
                 return Err(LinkError::CustomerTaken);
             }
             let (actions, claim_at) =
-                self.link_actions(user_id, customer, previous.as_deref(), claimed)?;
+                self.link_actions(user_id, customer, previous.as_deref(), claimed, synced)?;
             let result =
                 self.client.transact_write_items().set_transact_items(Some(actions)).send().await;
             let error = match result {
@@ -603,6 +640,7 @@ impl Store {
         customer: &str,
         previous: Option<&str>,
         claimed: bool,
+        synced: SyncedAt,
     ) -> Result<(Vec<TransactWriteItem>, Option<usize>), StoreError> {
         let mut actions = Vec::new();
         let mut claim_at = None;
@@ -638,22 +676,35 @@ impl Store {
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":c", AttributeValue::S(customer.to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()));
+        // The listing state written beside the profile names `ordersSyncedAt` as read: the
+        // profile must still hold that (a reconcile recorded meanwhile fails the transaction,
+        // and the link reads again). Compared as stored, not as parsed and formatted again.
+        let condition = match &synced.stored {
+            Some(value) => {
+                update = update.expression_attribute_values(":y", value.clone());
+                "ordersSyncedAt = :y"
+            }
+            None => "attribute_not_exists(ordersSyncedAt)",
+        };
         update = match previous {
+            // Not a profile being erased (it holds no customer either).
             None => update
                 .update_expression("SET stripeCustomerId = :c, #v = #v + :one")
-                .condition_expression(
-                    "attribute_exists(userId) AND attribute_not_exists(stripeCustomerId)",
-                ),
+                .condition_expression(format!(
+                    "attribute_exists(userId) AND attribute_not_exists(stripeCustomerId) AND \
+                     attribute_not_exists(erasingSince) AND {condition}"
+                )),
             // The count restarts: the old customer's orders leave the member, and each of
             // the new customer's is counted as it is cached.
             Some(old) => update
                 .update_expression("SET stripeCustomerId = :c, #v = #v + :one, orderCount = :zero")
-                .condition_expression("stripeCustomerId = :old")
+                .condition_expression(format!("stripeCustomerId = :old AND {condition}"))
                 .expression_attribute_values(":old", AttributeValue::S(old.to_string()))
                 .expression_attribute_values(":zero", AttributeValue::N("0".into())),
         };
         actions
             .push(TransactWriteItem::builder().update(update.build().map_err(internal)?).build());
+        actions.push(self.listing_state_put(user_id, customer, synced.parsed)?);
         if let Some(old) = previous {
             // The old customer's claim, if this member holds one (a link made before claims
             // has none, and deleting a missing item is no error).
@@ -750,9 +801,7 @@ impl Store {
         for attempt in 0..LINK_ATTEMPTS {
             if attempt > 0 {
                 // A concurrent writer got in between: let it finish, then read again.
-                let jitter = rand::random::<u64>() % 20;
-                tokio::time::sleep(std::time::Duration::from_millis(10 * attempt as u64 + jitter))
-                    .await;
+                pause_after_contention(attempt).await;
             }
             let profile = self.get_profile(user_id).await?.ok_or(LinkError::NoMember)?;
             let Some(customer) = profile.stripe_customer_id else { return Ok(None) };
@@ -767,7 +816,12 @@ impl Store {
                 .expression_attribute_values(":zero", AttributeValue::N("0".into()))
                 .build()
                 .map_err(internal)?;
-            let mut actions = vec![TransactWriteItem::builder().update(update).build()];
+            // A listing reads the profile from here on (no state while unlinked).
+            let mut actions = vec![
+                TransactWriteItem::builder().update(update).build(),
+                self.listing_state_delete(user_id)?,
+            ];
+            let claim_at = actions.len();
             if delete_claim {
                 let delete = Delete::builder()
                     .table_name(&self.tables.stripe_customers)
@@ -787,7 +841,8 @@ impl Store {
             let Some(reasons) = cancellation_reasons(&error) else {
                 return Err(StoreError::from(error).into());
             };
-            if reasons.get(1).is_some_and(|r| r == "ConditionalCheckFailed") {
+            if delete_claim && reasons.get(claim_at).is_some_and(|r| r == "ConditionalCheckFailed")
+            {
                 // Another member holds the claim: not this member's to delete.
                 delete_claim = false;
             }
@@ -925,6 +980,9 @@ impl Store {
 
     /// Records sync bookkeeping on the profile (no version bump: it is not a member edit).
     pub async fn record_sync(&self, user_id: &str, meta: SyncMeta<'_>) -> Result<(), StoreError> {
+        if let SyncMeta::Reconciled(report, Some(customer)) = meta {
+            return self.record_reconcile(user_id, customer, report).await;
+        }
         let now = chrono::Utc::now();
         let mut request = self
             .client
@@ -933,7 +991,11 @@ impl Store {
             .set_key(Some(key(user_id)))
             .condition_expression("attribute_exists(userId)");
         request = match meta {
-            SyncMeta::Reconciled(report) => request
+            // A member linked meanwhile has a listing state to keep in step: not this write's.
+            SyncMeta::Reconciled(report, _) => request
+                .condition_expression(
+                    "attribute_exists(userId) AND attribute_not_exists(stripeCustomerId)",
+                )
                 .update_expression(
                     "SET ordersSyncedAt = :at, lastReconcile = :r REMOVE lastSyncError",
                 )
@@ -953,6 +1015,60 @@ impl Store {
             Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
             Err(other) => Err(other),
         }
+    }
+
+    /// A linked member's reconcile: `ordersSyncedAt` and the report on the profile, and the
+    /// listing state, in one transaction, on condition that the member still holds the
+    /// customer synced (after a relink meanwhile, this sync was of the old customer's orders,
+    /// and records nothing). A conflict with a concurrent write of the profile (a webhook's
+    /// transaction) is tried again.
+    async fn record_reconcile(
+        &self,
+        user_id: &str,
+        customer: &str,
+        report: &SyncReport,
+    ) -> Result<(), StoreError> {
+        let report: AttributeValue = serde_dynamo::to_attribute_value(report)?;
+        for attempt in 0..LINK_ATTEMPTS {
+            if attempt > 0 {
+                pause_after_contention(attempt).await;
+            }
+            let now = chrono::Utc::now();
+            let update = Update::builder()
+                .table_name(&self.tables.user_profiles)
+                .set_key(Some(key(user_id)))
+                .update_expression(
+                    "SET ordersSyncedAt = :at, lastReconcile = :r REMOVE lastSyncError",
+                )
+                .condition_expression("stripeCustomerId = :c")
+                .expression_attribute_values(
+                    ":at",
+                    AttributeValue::S(now.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+                )
+                .expression_attribute_values(":r", report.clone())
+                .expression_attribute_values(":c", AttributeValue::S(customer.to_string()))
+                .build()
+                .map_err(internal)?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(update).build())
+                .transact_items(self.listing_state_put(user_id, customer, Some(now))?)
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(()),
+                Err(error) => error,
+            };
+            let conflict = cancellation_reasons(&error)
+                .is_some_and(|reasons| reasons.iter().any(|r| r == "TransactionConflict"));
+            match StoreError::from(error) {
+                StoreError::ConditionFailed => return Ok(()),
+                _ if conflict => continue,
+                other => return Err(other),
+            }
+        }
+        Err(StoreError::Unavailable("reconcile record contention".into()))
     }
 }
 
@@ -976,6 +1092,78 @@ mod tests {
         assert!(!settings.email_notifications);
         assert_eq!(settings.locale, DashboardSettings::default().locale, "missing: the default");
         assert_eq!(record.version, 7);
+    }
+
+    /// The listing state a first page reads stands in for the profile's own: after every write
+    /// of what it holds (link, reconcile, relink, unlink, erasure), the two agree, or there is
+    /// none and the listing reads the profile. A later page never reads it, and no reader of
+    /// orders sees it as one.
+    #[cfg(feature = "embedded")]
+    #[tokio::test]
+    async fn the_listing_state_agrees_with_the_profile_after_every_write() {
+        use super::super::orders::{OrderPage, OrderQuery};
+        let running = crate::storage::embedded::EmbeddedStore::start(None).await.unwrap();
+        let store = Store::connect("local", Some(&running.endpoint), "ls-").await;
+        store.ensure_tables("ls-").await.unwrap();
+        let user = "state-member";
+        let first_page = |status| OrderQuery {
+            user_id: user,
+            status,
+            from_key: None,
+            below_key: None,
+            limit: 20,
+        };
+        let state = |page: OrderPage| page.state;
+        let agree = |step: &'static str| {
+            let store = &store;
+            async move {
+                let listed = state(store.list_orders(&first_page(None)).await.unwrap());
+                let profile = store.listing_state(user).await.unwrap();
+                match listed {
+                    Some(listed) => assert_eq!(Some(listed), profile, "{step}"),
+                    None => assert!(
+                        profile.as_ref().is_none_or(|p| p.stripe_customer_id.is_none()),
+                        "{step}: a linked member without a state"
+                    ),
+                }
+                profile
+            }
+        };
+        let now = chrono::Utc::now();
+        assert!(store.create_profile(&ProfileRecord::new(user, None, now)).await.unwrap());
+        let report = SyncReport { user_id: user.into(), ..Default::default() };
+        // An unlinked member's reconcile: no state.
+        store.record_sync(user, SyncMeta::Reconciled(&report, None)).await.unwrap();
+        assert!(agree("unlinked, reconciled").await.unwrap().orders_synced_at.is_some());
+        store.link_customer(user, "cus_state_a").await.unwrap();
+        let linked = agree("linked").await.unwrap();
+        assert!(linked.orders_synced_at.is_some(), "as the profile holds it");
+        store.record_sync(user, SyncMeta::Reconciled(&report, Some("cus_state_a"))).await.unwrap();
+        let synced = agree("reconciled").await.unwrap().orders_synced_at;
+        assert!(synced.is_some());
+        // A reconcile of a customer the member no longer holds records nothing.
+        store.record_sync(user, SyncMeta::Reconciled(&report, Some("cus_other"))).await.unwrap();
+        assert_eq!(agree("another customer's reconcile").await.unwrap().orders_synced_at, synced);
+        let filtered = first_page(Some(dashboard_api::OrderStatus::Succeeded));
+        assert!(state(store.list_orders(&filtered).await.unwrap()).is_some(), "filtered");
+        let later = OrderQuery { below_key: Some("000000000001#".into()), ..first_page(None) };
+        assert!(state(store.list_orders(&later).await.unwrap()).is_none(), "a later page");
+        assert!(store.all_orders(user).await.unwrap().is_empty(), "no order");
+        assert!(store.member_orders_after(user, None, 10).await.unwrap().0.is_empty());
+        store.link_customer(user, "cus_state_b").await.unwrap();
+        let relinked = agree("relinked").await.unwrap();
+        assert_eq!(relinked.stripe_customer_id.as_deref(), Some("cus_state_b"));
+        assert_eq!(relinked.orders_synced_at, synced, "a relink keeps it, as before");
+        store.unlink_customer(user).await.unwrap();
+        assert_eq!(agree("unlinked").await.unwrap().stripe_customer_id, None);
+        store.link_customer(user, "cus_state_c").await.unwrap();
+        let profile = store.get_profile(user).await.unwrap().unwrap();
+        store.mark_erasing(&profile, chrono::Utc::now()).await.unwrap();
+        assert_eq!(agree("erasing").await, None);
+        // A link cannot reach a profile being erased (it holds no customer any more).
+        assert!(store.link_customer(user, "cus_state_d").await.is_err());
+        assert_eq!(agree("erasing, link refused").await, None);
+        running.shutdown().await;
     }
 
     #[test]

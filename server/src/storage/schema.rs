@@ -85,6 +85,16 @@ pub const LISTING_ENTRY: &str = "listing";
 /// entry, and `status` for the listing's status filter (a FilterExpression reads attributes,
 /// not the entry's JSON). A listing reads 20 of these instead of 20 whole orders.
 pub const BY_CREATED_ATTRIBUTES: &[&str] = &[LISTING_ENTRY, "status"];
+/// The `orderId` of a member's listing state: one item in the member's `OrderSnapshots`
+/// partition holding what a listing needs of the profile (the customer and when its orders
+/// were last synced), so that a listing's first page reads it in its own Query instead of a
+/// second call (issue 14). It exists only while the member is linked, and every write of those
+/// profile attributes writes or deletes it in the same transaction. No order id has this form
+/// (every order is a PaymentIntent, `pi_…`).
+pub const LISTING_STATE_ID: &str = "listing-state";
+/// Its `createdKey`: above every order's (`<12 digits>#…`), so a newest-first Query of
+/// `byCreated` returns it first, and only to a page without an upper bound.
+pub const LISTING_STATE_KEY: &str = "~";
 pub const STRIPE_EVENTS: &str = "StripeEvents";
 /// One item per linked Stripe customer, naming its member: the uniqueness claim that makes
 /// "one member per customer" a conditional write rather than an index lookup.
