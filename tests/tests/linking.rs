@@ -188,13 +188,25 @@ async fn events_after_a_relink_reach_the_customers_new_member() {
     heir.get_profile().await.unwrap();
     assert_eq!(link(&server, "heir-hooks", &customer).await.0, 200);
 
+    // The server also keeps the member each customer belongs to, and an order's first event
+    // is written without a read: a new order of the customer goes to the heir all the same.
+    let before = server.stripe.events().len();
+    let next = server.stripe.create_payment_intent(&customer, 4500, "usd", &items);
+    server.stripe.succeed(&next);
+    let outcomes = deliver_from(before).await;
+    assert!(outcomes.iter().all(|o| o == "applied"), "{outcomes:?}");
+    assert_eq!(heir.get_order(&next).await.unwrap().into_inner().status, OrderStatus::Succeeded);
+    assert_eq!(heir.get_profile().await.unwrap().into_inner().total_orders, 1);
+    assert!(listed(&mover).await.is_empty());
+
+    // The snapshot it kept of the old order names the old member.
     let before = server.stripe.events().len();
     server.stripe.refund(&pi, 1000);
     let outcomes = deliver_from(before).await;
     assert!(outcomes.iter().all(|o| o == "applied"), "{outcomes:?}");
     let order = heir.get_order(&pi).await.unwrap().into_inner();
     assert_eq!((order.status, order.amount_refunded), (OrderStatus::PartiallyRefunded, 1000));
-    assert_eq!(heir.get_profile().await.unwrap().into_inner().total_orders, 1);
+    assert_eq!(heir.get_profile().await.unwrap().into_inner().total_orders, 2);
     let (status, _) = expect_error(mover.get_order(&pi).await);
     assert_eq!(status, 404, "the old member does not get the order back");
     assert!(listed(&mover).await.is_empty());

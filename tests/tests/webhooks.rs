@@ -114,6 +114,47 @@ async fn each_event_delivered_ten_times_has_one_effect() {
     server.stop().await;
 }
 
+/// Applying an order's events costs one store call each (the transaction that writes the
+/// order with its ledger record), plus one read for the first event of a customer this
+/// process has not seen (the member it belongs to); the order's first event is written on
+/// condition that no order exists, without reading it first. A redelivery to the process
+/// that applied the event costs no store call.
+#[tokio::test]
+async fn an_orders_events_cost_one_store_call_each_and_a_redelivery_none() {
+    let server = TestServer::start().await;
+    let (client, customer) = server.linked_member("frugal").await;
+    let before = server.stripe.events().len();
+    let pi = server.stripe.create_payment_intent(&customer, 2500, "usd", &items());
+    server.stripe.succeed(&pi);
+    let events: Vec<Value> = server.stripe.events()[before..].to_vec();
+    let operations = ["GetItem", "Query", "TransactWriteItems", "PutItem", "UpdateItem"];
+    let calls = || operations.map(|operation| server.store_calls(operation));
+    let counted = |was: [u64; 5]| -> Vec<(&str, u64)> {
+        let now = calls();
+        operations.iter().zip(0..).map(|(o, i)| (*o, now[i] - was[i])).filter(|c| c.1 > 0).collect()
+    };
+    for (n, event) in events.iter().enumerate() {
+        let was = calls();
+        let delivery = server.stripe.deliver(event["id"].as_str().unwrap()).await;
+        assert_eq!((delivery.status, delivery.outcome()), (200, "applied"), "{}", event["type"]);
+        let expected = match n {
+            0 => vec![("GetItem", 1), ("TransactWriteItems", 1)],
+            _ => vec![("TransactWriteItems", 1)],
+        };
+        assert_eq!(counted(was), expected, "{}", event["type"]);
+    }
+    let was = calls();
+    for event in &events {
+        let delivery = server.stripe.deliver(event["id"].as_str().unwrap()).await;
+        assert_eq!((delivery.status, delivery.outcome()), (200, "duplicate"));
+    }
+    assert_eq!(counted(was), vec![]);
+    let order = client.get_order(&pi).await.unwrap().into_inner();
+    assert_eq!((order.status, order.amount), (OrderStatus::Succeeded, 2500));
+    assert_eq!(client.get_profile().await.unwrap().into_inner().total_orders, 1);
+    server.stop().await;
+}
+
 /// What Stripe says an order is, from the simulator's final objects, with its charge count.
 fn truth(server: &TestServer, pi: &str) -> (OrderStatus, i64, usize) {
     let (status, refunded) = dashboard_tests::stripe_order_state(&server.stripe, pi);

@@ -65,6 +65,12 @@ pub struct OrderService {
     turns: turns::Turns,
     /// The snapshot of each PaymentIntent this process wrote or read last (`webhook`).
     recent: RecentOrders,
+    /// The member holding each Stripe customer, as this process last read it (`webhook`). A
+    /// webhook's write is conditioned on the member still holding the customer, so an entry a
+    /// relink or an unlink made wrong costs a read then (and is dropped), never a wrong write.
+    members: quick_cache::sync::Cache<String, String>,
+    /// Events this process stored as done (`webhook`).
+    done: webhook::DoneEvents,
     /// Webhook events waiting for the Stripe budget in this process (`ledger`).
     deferred: ledger::Deferred,
     log: Logger,
@@ -124,6 +130,9 @@ impl RecentOrders {
     }
 }
 
+/// Customers whose member [`OrderService`] keeps (a miss costs one read).
+const MAX_KNOWN_MEMBERS: usize = 16_384;
+
 /// Conditional-write retries when another writer got there first.
 const WRITE_ATTEMPTS: usize = 4;
 
@@ -144,6 +153,8 @@ impl OrderService {
             intent_customers: std::sync::Mutex::default(),
             turns: turns::Turns::default(),
             recent: RecentOrders::default(),
+            members: quick_cache::sync::Cache::new(MAX_KNOWN_MEMBERS),
+            done: webhook::DoneEvents::default(),
             deferred: ledger::Deferred::default(),
             log,
         }

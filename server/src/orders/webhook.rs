@@ -43,12 +43,18 @@ impl OrderService {
         let Some(intent_id) = intent_of(&event_type, object) else {
             return Ok(ack("ignored"));
         };
+        if self.done.contains(&event_id) {
+            return Ok(ack("duplicate"));
+        }
         // No ledger read first: the write that applies the event also records it, on
         // condition that the ledger does not have it already (redeliveries are rare).
         let work = self.apply(&event_id, &event_type, object, &intent_id);
         match with_patience(self.webhook_patience(), work).await {
             // Its effect and its ledger record are stored before the answer.
-            Ok(outcome) => Ok(ack(outcome)),
+            Ok(outcome) => {
+                self.done.insert(&event_id);
+                Ok(ack(outcome))
+            }
             // Stored with its object before the answer, then applied later.
             Err(error) if Self::deferrable(&error) => {
                 let stored = object.to_string();
@@ -77,12 +83,14 @@ impl OrderService {
         let Some(intent_id) = intent_of(event_type, object) else {
             return Ok("ignored");
         };
-        if self.store.event_seen(event_id).await? {
+        if self.done.contains(event_id) || self.store.event_seen(event_id).await? {
             return Ok("duplicate");
         }
         // Most events the catch-up reads were applied by their webhook: a read says so
         // more cheaply than a write refused by the ledger's condition.
-        self.apply(event_id, event_type, object, &intent_id).await
+        let outcome = self.apply(event_id, event_type, object, &intent_id).await?;
+        self.done.insert(event_id);
+        Ok(outcome)
     }
 
     /// Applies the event's own object to the cached snapshot (see [`plan`]); asks Stripe only
@@ -127,11 +135,25 @@ impl OrderService {
         let (user_id, mut cached) = match self.recent.get(intent_id, &customer) {
             Some(record) => (record.user_id.clone(), Some(record)),
             None => {
-                // An event about someone who is not a member costs no Stripe request.
-                let Some(user_id) = self.store.member_for_customer(&customer).await? else {
-                    return self.settle(event_id, event_type, "unlinked").await;
+                let user_id = match self.members.get(&customer) {
+                    Some(user_id) => user_id,
+                    // An event about someone who is not a member costs no Stripe request.
+                    None => match self.store.member_for_customer(&customer).await? {
+                        Some(user_id) => {
+                            self.members.insert(customer.clone(), user_id.clone());
+                            user_id
+                        }
+                        None => return self.settle(event_id, event_type, "unlinked").await,
+                    },
                 };
-                let cached = self.store.get_order(&user_id, intent_id).await?;
+                // An order's first event (`payment_intent.created`, with its items in the
+                // metadata) plans a whole snapshot: written on condition that no order
+                // exists, it needs no read; if one does, the write says so and it is read.
+                let whole = matches!(plan(&payload, None, Utc::now()), Plan::Build(..));
+                let cached = match whole {
+                    true => None,
+                    false => self.store.get_order(&user_id, intent_id).await?,
+                };
                 (user_id, cached)
             }
         };
@@ -195,6 +217,7 @@ impl OrderService {
                 // this is now is Stripe's and the current links' to say.
                 Err(AppliedWriteError::NotLinked) => {
                     self.recent.forget(intent_id);
+                    self.members.remove(&customer);
                     return self.apply_refetched(event_id, event_type, intent_id).await;
                 }
                 Err(AppliedWriteError::Store(error)) => {
@@ -246,8 +269,10 @@ impl OrderService {
         };
         self.remember_customer(intent_id, &customer);
         let Some(user_id) = self.store.member_for_customer(&customer).await? else {
+            self.members.remove(&customer);
             return self.settle(event_id, event_type, "unlinked").await;
         };
+        self.members.insert(customer.clone(), user_id.clone());
         let cached = self.store.get_order(&user_id, &intent.id).await?;
         let extras = self.extras_for(&intent, cached.as_ref()).await?;
         let (outcome, stored) = self.write(&user_id, &customer, &intent, extras, cached).await?;
@@ -261,6 +286,31 @@ impl OrderService {
         info!(self.log, "webhook applied"; "event_id" => event_id, "event_type" => event_type,
             "user_id" => &user_id, "order_id" => &intent.id, "outcome" => format!("{outcome:?}"));
         self.settle(event_id, event_type, "applied").await
+    }
+}
+
+/// Events this process stored as done (applied, or settled as `unlinked` or `ignored`), so
+/// that a redelivery answers `duplicate` without a store call. The ledger keeps them for 30
+/// days; an entry here is trusted for one, and a miss costs what it did before (the write the
+/// ledger's condition refuses, or the catch-up's read).
+pub(super) struct DoneEvents(quick_cache::sync::Cache<String, i64>);
+
+/// How long [`DoneEvents`] trusts an entry (well inside the ledger's 30 days).
+const DONE_TRUSTED_SECS: i64 = 24 * 3600;
+
+impl Default for DoneEvents {
+    fn default() -> Self {
+        DoneEvents(quick_cache::sync::Cache::new(65_536))
+    }
+}
+
+impl DoneEvents {
+    fn contains(&self, event_id: &str) -> bool {
+        self.0.get(event_id).is_some_and(|until| until > Utc::now().timestamp())
+    }
+
+    fn insert(&self, event_id: &str) {
+        self.0.insert(event_id.to_string(), Utc::now().timestamp() + DONE_TRUSTED_SECS);
     }
 }
 
