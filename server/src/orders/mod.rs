@@ -60,7 +60,7 @@ pub struct OrderService {
     /// The customer of each PaymentIntent seen lately: refund and dispute objects do not name
     /// it, and without it the member's cached order cannot be found without asking Stripe.
     /// A PaymentIntent's customer does not change once set; a miss costs a re-fetch.
-    intent_customers: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    intent_customers: quick_cache::sync::Cache<String, String>,
     /// One event of an intent at a time in this process (`turns`).
     turns: turns::Turns,
     /// The snapshot of each PaymentIntent this process wrote or read last (`webhook`).
@@ -100,8 +100,13 @@ struct Extras {
 /// next event of the same order needs no read: a webhook's write is conditional on the version
 /// it planned against and on the member still holding the customer, so a snapshot moved on by
 /// another writer (another instance, a reconcile) costs a read then, never a wrong write.
-#[derive(Default)]
-struct RecentOrders(std::sync::Mutex<std::collections::HashMap<String, OrderRecord>>);
+struct RecentOrders(quick_cache::sync::Cache<String, OrderRecord>);
+
+impl Default for RecentOrders {
+    fn default() -> Self {
+        RecentOrders(quick_cache::sync::Cache::new(MAX_RECENT_ORDERS))
+    }
+}
 
 /// Snapshots kept by [`RecentOrders`] (an order is a few KB at most: a few MB in all).
 const MAX_RECENT_ORDERS: usize = 2_048;
@@ -110,25 +115,25 @@ impl RecentOrders {
     /// The intent's snapshot, if kept, of `customer`'s and not expired.
     fn get(&self, intent_id: &str, customer: &str) -> Option<OrderRecord> {
         let now = Utc::now().timestamp();
-        let recent = self.0.lock().unwrap();
-        let record = recent.get(intent_id)?;
+        let record = self.0.get(intent_id)?;
         let usable = record.stripe_customer_id.as_deref() == Some(customer) && !record.expired(now);
-        usable.then(|| record.clone())
+        usable.then_some(record)
     }
 
+    /// Bounded: the least used are evicted first, and forgetting costs a read, never a wrong
+    /// answer.
     fn put(&self, intent_id: &str, record: OrderRecord) {
-        let mut recent = self.0.lock().unwrap();
-        // Bounded: forgetting costs a read, never a wrong answer.
-        if recent.len() >= MAX_RECENT_ORDERS && !recent.contains_key(intent_id) {
-            recent.clear();
-        }
-        recent.insert(intent_id.to_string(), record);
+        self.0.insert(intent_id.to_string(), record);
     }
 
     fn forget(&self, intent_id: &str) {
-        self.0.lock().unwrap().remove(intent_id);
+        self.0.remove(intent_id);
     }
 }
+
+/// PaymentIntents whose customer [`OrderService`] keeps (a few MB at most; a miss costs one
+/// re-fetch).
+const MAX_KNOWN_INTENTS: usize = 100_000;
 
 /// Customers whose member [`OrderService`] keeps (a miss costs one read).
 const MAX_KNOWN_MEMBERS: usize = 16_384;
@@ -150,7 +155,7 @@ impl OrderService {
             stripe,
             cursor: CursorKey::new(secrecy::ExposeSecret::expose_secret(&config.cursor_key)),
             config,
-            intent_customers: std::sync::Mutex::default(),
+            intent_customers: quick_cache::sync::Cache::new(MAX_KNOWN_INTENTS),
             turns: turns::Turns::default(),
             recent: RecentOrders::default(),
             members: quick_cache::sync::Cache::new(MAX_KNOWN_MEMBERS),

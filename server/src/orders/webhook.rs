@@ -123,7 +123,7 @@ impl OrderService {
         }
         let customer = payload.as_ref().and_then(|p| match p.customer() {
             Some(customer) => Some(customer.to_string()),
-            None => self.intent_customers.lock().unwrap().get(intent_id).cloned(),
+            None => self.intent_customers.get(intent_id),
         });
         let (Some(payload), Some(customer)) = (payload, customer) else {
             return self.apply_refetched(event_id, event_type, intent_id).await;
@@ -241,12 +241,8 @@ impl OrderService {
     }
 
     fn remember_customer(&self, intent_id: &str, customer: &str) {
-        let mut known = self.intent_customers.lock().unwrap();
         // Bounded: forgetting costs one re-fetch per intent, never a wrong answer.
-        if known.len() >= MAX_KNOWN_INTENTS {
-            known.clear();
-        }
-        known.insert(intent_id.to_string(), customer.to_string());
+        self.intent_customers.insert(intent_id.to_string(), customer.to_string());
     }
 
     /// Applies the event from Stripe's current state: the PaymentIntent re-fetched with its
@@ -358,9 +354,6 @@ fn verify_signature(
 
 /// How far a signature's timestamp may be from now (Stripe's libraries' default).
 const SIGNATURE_TOLERANCE_SECS: i64 = 300;
-
-/// PaymentIntents whose customer is remembered (a few MB at most).
-const MAX_KNOWN_INTENTS: usize = 100_000;
 
 /// How long a webhook waits for its intent's turn (`turns`) before it goes on without.
 const TURN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
