@@ -155,6 +155,36 @@ async fn an_orders_events_cost_one_store_call_each_and_a_redelivery_none() {
     server.stop().await;
 }
 
+/// The first event's insert without a read is refused when a reconcile cached the order
+/// first: the order is read then and planned against, once, and counted once.
+#[tokio::test]
+async fn a_first_event_of_an_order_a_reconcile_cached_reads_it_after_the_refused_insert() {
+    let server = TestServer::start().await;
+    let (client, customer) = server.linked_member("early-sync").await;
+    let before = server.stripe.events().len();
+    let pi = server.stripe.create_payment_intent(&customer, 1800, "usd", &items());
+    server.stripe.succeed(&pi);
+    let body = dashboard_client::types::SyncRequest { user_id: "early-sync".parse().unwrap() };
+    let report = server.admin().post_sync_member(&body).await.unwrap().into_inner();
+    assert_eq!(report.created, 1);
+    let first = server.stripe.events()[before..]
+        .iter()
+        .find(|e| e["type"] == "payment_intent.created")
+        .cloned()
+        .unwrap();
+    let calls = || ["GetItem", "TransactWriteItems"].map(|o| server.store_calls(o));
+    let was = calls();
+    let delivery = server.stripe.deliver(first["id"].as_str().unwrap()).await;
+    assert_eq!((delivery.status, delivery.outcome()), (200, "applied"));
+    let now = calls();
+    // The claim and, after the refused insert, the order; the insert and the ledger's write.
+    assert_eq!([now[0] - was[0], now[1] - was[1]], [2, 2]);
+    let order = client.get_order(&pi).await.unwrap().into_inner();
+    assert_eq!((order.status, order.amount), (OrderStatus::Succeeded, 1800));
+    assert_eq!(client.get_profile().await.unwrap().into_inner().total_orders, 1);
+    server.stop().await;
+}
+
 /// What Stripe says an order is, from the simulator's final objects, with its charge count.
 fn truth(server: &TestServer, pi: &str) -> (OrderStatus, i64, usize) {
     let (status, refunded) = dashboard_tests::stripe_order_state(&server.stripe, pi);
