@@ -130,6 +130,8 @@ async fn a_relinked_member_sees_none_of_the_old_customers_orders() {
     let (status, _) = link(&server, "mover", &new_customer).await;
     assert_eq!(status, 200);
     assert_eq!(server.store_calls("BatchWriteItem") - batches, 2, "30 deletes: two batches");
+    // Counted before the first listing, which starts a refresh of the new customer's orders.
+    assert_eq!(mover.get_profile().await.unwrap().into_inner().total_orders, 0);
     // Before the new customer's orders are synced: nothing of the old one is left.
     assert!(listed(&mover).await.is_empty());
     let refunds = mover.list_orders(None, None, None, None, Some(OrderStatus::Refunded)).await;
@@ -138,7 +140,6 @@ async fn a_relinked_member_sees_none_of_the_old_customers_orders() {
         let (status, error) = expect_error(mover.get_order(pi).await);
         assert_eq!((status, error.error_code.as_str()), (404, "order_not_found"), "{pi}");
     }
-    assert_eq!(mover.get_profile().await.unwrap().into_inner().total_orders, 0);
     sync(&server, "mover").await;
     assert_eq!(listed(&mover).await, new_orders);
     assert_eq!(mover.get_profile().await.unwrap().into_inner().total_orders, 2);
@@ -153,6 +154,32 @@ async fn a_relinked_member_sees_none_of_the_old_customers_orders() {
     // The new customer is taken: the heir cannot have it too.
     let taken = link(&server, "heir", &new_customer).await;
     assert_eq!(taken, (409, Some("customer_already_linked".to_string())));
+    server.stop().await;
+}
+
+/// The sync time of a member's orders was about the old customer: a relink drops it (and a
+/// refresh requested for the old customer), so the first listing after it says stale and
+/// refreshes the new customer's orders, without an admin sync.
+#[tokio::test]
+async fn a_relinked_members_first_listing_is_stale_and_refreshes_the_new_customers_orders() {
+    let server = TestServer::start().await;
+    let (mover, _) = server.linked_member("restless").await;
+    sync(&server, "restless").await;
+    let page = mover.list_orders(None, None, None, None, None).await.unwrap().into_inner();
+    assert!(!page.stale && page.synced_at.is_some(), "synced just now");
+    let new_customer = server.stripe.create_customer("restless-new@example.com");
+    let new_orders = payments(&server, &new_customer, 2);
+    assert_eq!(link(&server, "restless", &new_customer).await.0, 200);
+    let page = mover.list_orders(None, None, None, None, None).await.unwrap().into_inner();
+    assert!(page.stale && page.refreshing && page.synced_at.is_none(), "{page:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while listed(&mover).await != new_orders {
+        assert!(std::time::Instant::now() < deadline, "the refresh never listed the orders");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let page = mover.list_orders(None, None, None, None, None).await.unwrap().into_inner();
+    assert!(!page.stale && page.synced_at.is_some(), "{page:?}");
+    assert_eq!(mover.get_profile().await.unwrap().into_inner().total_orders, 2);
     server.stop().await;
 }
 

@@ -290,17 +290,6 @@ impl Store {
         Ok(output.item)
     }
 
-    /// The member's profile ([`Self::get_profile`]), and its `ordersSyncedAt` as stored.
-    async fn profile_with_synced_at(
-        &self,
-        user_id: &str,
-    ) -> Result<(Option<ProfileRecord>, Option<AttributeValue>), StoreError> {
-        let Some(item) = self.profile_item(user_id, None).await? else { return Ok((None, None)) };
-        let stored = item.get("ordersSyncedAt").cloned();
-        let profile: ProfileRecord = serde_dynamo::from_item(item)?;
-        Ok((profile.erasing_since.is_none().then_some(profile), stored))
-    }
-
     /// The member's profile, also while it is being erased.
     pub async fn get_profile_any(
         &self,
@@ -508,12 +497,6 @@ pub struct Linked {
     pub previous: Option<String>,
 }
 
-/// A profile's `ordersSyncedAt` as read: parsed, and as stored (for a condition on it).
-struct SyncedAt {
-    parsed: Option<chrono::DateTime<chrono::Utc>>,
-    stored: Option<AttributeValue>,
-}
-
 /// Link transactions retried when a concurrent write got in between (the member's profile
 /// changed, or DynamoDB reported a transaction conflict on one of the items).
 const LINK_ATTEMPTS: usize = 4;
@@ -588,9 +571,7 @@ impl Store {
                 // A concurrent writer got in between: let it finish, then read again.
                 pause_after_contention(attempt).await;
             }
-            let (profile, stored) = self.profile_with_synced_at(user_id).await?;
-            let profile = profile.ok_or(LinkError::NoMember)?;
-            let synced = SyncedAt { parsed: profile.orders_synced_at, stored };
+            let profile = self.get_profile(user_id).await?.ok_or(LinkError::NoMember)?;
             let previous = profile.stripe_customer_id.clone();
             if only_if_unlinked && previous.as_deref().is_some_and(|held| held != customer) {
                 return Err(LinkError::MemberLinked);
@@ -607,7 +588,7 @@ impl Store {
                 return Err(LinkError::CustomerTaken);
             }
             let (actions, claim_at) =
-                self.link_actions(user_id, customer, previous.as_deref(), claimed, synced)?;
+                self.link_actions(user_id, customer, previous.as_deref(), claimed)?;
             let result =
                 self.client.transact_write_items().set_transact_items(Some(actions)).send().await;
             let error = match result {
@@ -640,7 +621,6 @@ impl Store {
         customer: &str,
         previous: Option<&str>,
         claimed: bool,
-        synced: SyncedAt,
     ) -> Result<(Vec<TransactWriteItem>, Option<usize>), StoreError> {
         let mut actions = Vec::new();
         let mut claim_at = None;
@@ -676,35 +656,33 @@ impl Store {
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":c", AttributeValue::S(customer.to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()));
-        // The listing state written beside the profile names `ordersSyncedAt` as read: the
-        // profile must still hold that (a reconcile recorded meanwhile fails the transaction,
-        // and the link reads again). Compared as stored, not as parsed and formatted again.
-        let condition = match &synced.stored {
-            Some(value) => {
-                update = update.expression_attribute_values(":y", value.clone());
-                "ordersSyncedAt = :y"
-            }
-            None => "attribute_not_exists(ordersSyncedAt)",
-        };
+        // The member's orders were synced, if ever, for another customer (or none): the link
+        // drops that sync time, so the next listing finds the orders stale and asks for a
+        // refresh at once (a request of the old customer's window no longer holds it back).
+        // A reconcile cannot record a sync of the old customer afterwards: it is conditioned
+        // on the customer it synced (`record_sync`).
+        let forget = "REMOVE ordersSyncedAt, refreshRequestedAt";
         update = match previous {
             // Not a profile being erased (it holds no customer either).
             None => update
-                .update_expression("SET stripeCustomerId = :c, #v = #v + :one")
-                .condition_expression(format!(
+                .update_expression(format!("SET stripeCustomerId = :c, #v = #v + :one {forget}"))
+                .condition_expression(
                     "attribute_exists(userId) AND attribute_not_exists(stripeCustomerId) AND \
-                     attribute_not_exists(erasingSince) AND {condition}"
-                )),
+                     attribute_not_exists(erasingSince)",
+                ),
             // The count restarts: the old customer's orders leave the member, and each of
             // the new customer's is counted as it is cached.
             Some(old) => update
-                .update_expression("SET stripeCustomerId = :c, #v = #v + :one, orderCount = :zero")
-                .condition_expression(format!("stripeCustomerId = :old AND {condition}"))
+                .update_expression(format!(
+                    "SET stripeCustomerId = :c, #v = #v + :one, orderCount = :zero {forget}"
+                ))
+                .condition_expression("stripeCustomerId = :old")
                 .expression_attribute_values(":old", AttributeValue::S(old.to_string()))
                 .expression_attribute_values(":zero", AttributeValue::N("0".into())),
         };
         actions
             .push(TransactWriteItem::builder().update(update.build().map_err(internal)?).build());
-        actions.push(self.listing_state_put(user_id, customer, synced.parsed)?);
+        actions.push(self.listing_state_put(user_id, customer, None)?);
         if let Some(old) = previous {
             // The old customer's claim, if this member holds one (a link made before claims
             // has none, and deleting a missing item is no error).
@@ -1137,7 +1115,7 @@ mod tests {
         assert!(agree("unlinked, reconciled").await.unwrap().orders_synced_at.is_some());
         store.link_customer(user, "cus_state_a").await.unwrap();
         let linked = agree("linked").await.unwrap();
-        assert!(linked.orders_synced_at.is_some(), "as the profile holds it");
+        assert!(linked.orders_synced_at.is_none(), "the sync was of no customer");
         store.record_sync(user, SyncMeta::Reconciled(&report, Some("cus_state_a"))).await.unwrap();
         let synced = agree("reconciled").await.unwrap().orders_synced_at;
         assert!(synced.is_some());
@@ -1153,7 +1131,7 @@ mod tests {
         store.link_customer(user, "cus_state_b").await.unwrap();
         let relinked = agree("relinked").await.unwrap();
         assert_eq!(relinked.stripe_customer_id.as_deref(), Some("cus_state_b"));
-        assert_eq!(relinked.orders_synced_at, synced, "a relink keeps it, as before");
+        assert_eq!(relinked.orders_synced_at, None, "the sync was of the old customer");
         store.unlink_customer(user).await.unwrap();
         assert_eq!(agree("unlinked").await.unwrap().stripe_customer_id, None);
         store.link_customer(user, "cus_state_c").await.unwrap();
