@@ -146,8 +146,9 @@ impl DomainError {
                 error.retry_after_seconds = Some(retry_after_seconds);
                 error
             }
-            DomainError::Store(StoreError::Internal(why)) => {
-                error!(log, "store error"; "error" => why);
+            // A request the domain should have split (too large) is a bug like the rest.
+            DomainError::Store(error @ (StoreError::Internal(_) | StoreError::TooLarge)) => {
+                error!(log, "store error"; "error" => error.to_string());
                 ApiError::new(
                     ErrorStatusCode::INTERNAL_SERVER_ERROR,
                     ErrorCode::InternalError,

@@ -317,6 +317,28 @@ async fn reconcile_repairs_missing_and_changed_orders_and_a_rerun_writes_nothing
     server.stop().await;
 }
 
+/// A first reconcile caches new orders a transaction per 99 (with their count on the
+/// profile), not one each: 150 orders in two Stripe pages cost 3 inserting transactions (99
+/// and 1 of the first page, 50 of the second) and the sync's own.
+#[tokio::test]
+async fn a_first_reconcile_caches_new_orders_99_to_a_transaction() {
+    let server = TestServer::start().await;
+    let (client, customer) = server.linked_member("hoarder").await;
+    for n in 0..150 {
+        let pi = server.stripe.create_payment_intent(&customer, 1000 + n, "usd", &items());
+        server.stripe.succeed(&pi);
+    }
+    let before = server.store_calls("TransactWriteItems");
+    let report = sync(&server, "hoarder").await;
+    assert_eq!((report.seen, report.created, report.unchanged), (150, 150, 0));
+    assert_eq!(server.store_calls("TransactWriteItems") - before, 4);
+    assert_eq!(client.get_profile().await.unwrap().into_inner().total_orders, 150);
+    assert_eq!(all_pages(&client, 100).await.len(), 150);
+    let again = sync(&server, "hoarder").await;
+    assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 150));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn reconcile_rides_out_rate_limits_and_server_errors() {
     let server = TestServer::start().await;

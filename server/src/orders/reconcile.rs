@@ -4,9 +4,11 @@
 use super::snapshot::{build, disputes_may_have_changed, metadata_items};
 use super::{Extras, OrderService, Outcome};
 use crate::error::DomainError;
+use crate::storage::orders::OrderRecord;
 use crate::storage::profiles::{SyncErrorRecord, SyncMeta};
+use crate::storage::rules::MAX_TRANSACTION_ITEMS;
 use crate::storage::StoreError;
-use crate::stripe::StripeFailure;
+use crate::stripe::{Intent, StripeFailure};
 use chrono::Utc;
 use dashboard_api::{ErrorCode, OrderCharge, OrderItem, SyncReport};
 use slog::{info, warn};
@@ -111,6 +113,8 @@ impl OrderService {
                 // (failed) attempts, as the webhooks of those attempts would.
                 charges = Some(self.customer_charges(&customer).await?);
             }
+            // New orders of this page, inserted together after it (`insert_new`).
+            let mut new_orders = Vec::new();
             for intent in &intents {
                 report.seen += 1;
                 let old = cached.get(&intent.id);
@@ -150,12 +154,17 @@ impl OrderService {
                         continue;
                     }
                 }
+                if old.is_none() {
+                    new_orders.push((intent, extras));
+                    continue;
+                }
                 match self.write(user_id, &customer, intent, extras, old.cloned()).await?.0 {
                     Outcome::Created => report.created += 1,
                     Outcome::Updated => report.updated += 1,
                     Outcome::Unchanged => report.unchanged += 1,
                 }
             }
+            self.insert_new(user_id, &customer, new_orders, &mut report).await?;
             if !more || after.is_none() {
                 break;
             }
@@ -163,6 +172,41 @@ impl OrderService {
         report.stripe_requests = self.stripe.requests() - started_requests;
         report.finished_at = Some(Utc::now());
         Ok((report, Some(customer)))
+    }
+
+    /// Caches a page's new orders: a transaction per 99 of them (`Store::insert_orders`; a
+    /// transaction holds 100 actions, one of them the count), or, when that is refused (an
+    /// order was cached meanwhile, by a webhook; the member was relinked; too large for one
+    /// transaction) or fails, one at a time as any other write.
+    async fn insert_new(
+        &self,
+        user_id: &str,
+        customer: &str,
+        new_orders: Vec<(&Intent, Extras)>,
+        report: &mut SyncReport,
+    ) -> Result<(), Failure> {
+        let mut new_orders = new_orders.into_iter().peekable();
+        while new_orders.peek().is_some() {
+            let chunk: Vec<(&Intent, Extras)> =
+                new_orders.by_ref().take(MAX_TRANSACTION_ITEMS - 1).collect();
+            let now = Utc::now();
+            let records: Vec<OrderRecord> = chunk
+                .iter()
+                .map(|(intent, extras)| build(user_id, customer, intent, extras, None, now))
+                .collect();
+            if records.len() > 1 && self.store.insert_orders(&records).await.is_ok() {
+                report.created += records.len() as u64;
+                continue;
+            }
+            for (intent, extras) in chunk {
+                match self.write(user_id, customer, intent, extras, None).await?.0 {
+                    Outcome::Created => report.created += 1,
+                    Outcome::Updated => report.updated += 1,
+                    Outcome::Unchanged => report.unchanged += 1,
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every charge of a customer by PaymentIntent id, oldest first: one Stripe request per

@@ -61,6 +61,9 @@ pub enum StoreError {
     /// A conditional write found a different version than expected.
     #[error("conditional write failed")]
     ConditionFailed,
+    /// More than one request may hold (a transaction's 100 actions or 4 MB): send less.
+    #[error("too large for one request")]
+    TooLarge,
     /// Anything else: a bug or corrupt data.
     #[error("store error: {0}")]
     Internal(String),

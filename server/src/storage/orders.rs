@@ -2,6 +2,7 @@
 //! `byCreated` local index, written with conditions on `version`.
 
 use super::profiles::ListingState;
+use super::rules::MAX_TRANSACTION_ITEMS;
 use super::schema::{BY_CREATED, LISTING_ENTRY, LISTING_STATE_ID, LISTING_STATE_KEY};
 use super::{Store, StoreError};
 use aws_sdk_dynamodb::types::{
@@ -292,6 +293,28 @@ pub const BATCH_WRITE_MAX: usize = 25;
 /// Calls per batch before unprocessed deletes are given up on (the caller may run again).
 const BATCH_ATTEMPTS: usize = 8;
 
+/// Item bytes this code puts in one transaction: [`item_bytes`] is an estimate, so this
+/// leaves room below DynamoDB's 4 MB (`rules::MAX_TRANSACTION_BYTES`).
+const MAX_TRANSACTION_BYTES: usize = 3 * 1024 * 1024;
+
+/// An item's size, roughly as DynamoDB counts it (`CapacityUnitCalculations.html`).
+fn item_bytes(item: &HashMap<String, AttributeValue>) -> usize {
+    fn value(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+            AttributeValue::B(b) => b.as_ref().len(),
+            AttributeValue::Ss(set) | AttributeValue::Ns(set) => set.iter().map(String::len).sum(),
+            AttributeValue::Bs(set) => set.iter().map(|b| b.as_ref().len()).sum(),
+            AttributeValue::M(map) => {
+                3 + map.iter().map(|(k, v)| 1 + k.len() + value(v)).sum::<usize>()
+            }
+            AttributeValue::L(list) => 3 + list.iter().map(|v| 1 + value(v)).sum::<usize>(),
+            _ => 1,
+        }
+    }
+    item.iter().map(|(name, v)| name.len() + value(v)).sum()
+}
+
 fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_string())
 }
@@ -516,30 +539,54 @@ impl Store {
     /// `ConditionFailed` when the order exists already (or the profile does not, or holds
     /// another customer now).
     pub async fn insert_order(&self, record: &OrderRecord) -> Result<(), StoreError> {
-        let put = Put::builder()
-            .table_name(&self.tables.order_snapshots)
-            .set_item(Some(order_item(record)?))
-            .condition_expression("attribute_not_exists(orderId)")
-            .build()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.insert_orders(std::slice::from_ref(record)).await
+    }
+
+    /// Caches several new orders of one member and one customer as [`Self::insert_order`]
+    /// does each, in one `TransactWriteItems` (one request instead of one per order; the same
+    /// write units, as each insert was a transaction already): the orders' `Put`s and one
+    /// count of them on the profile. All or nothing; `ConditionFailed` when any order exists
+    /// already (or the profile does not hold the customer), and `TooLarge` past what one
+    /// transaction holds, so the caller can insert them one at a time instead.
+    pub async fn insert_orders(&self, records: &[OrderRecord]) -> Result<(), StoreError> {
+        let internal = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
+        let Some(first) = records.first() else { return Ok(()) };
+        if records.len() >= MAX_TRANSACTION_ITEMS
+            || records.iter().any(|r| {
+                (&r.user_id, &r.stripe_customer_id) != (&first.user_id, &first.stripe_customer_id)
+            })
+        {
+            return Err(StoreError::TooLarge);
+        }
+        let mut actions = Vec::with_capacity(records.len() + 1);
+        let mut bytes = 0;
+        for record in records {
+            let item = order_item(record)?;
+            bytes += item_bytes(&item);
+            let put = Put::builder()
+                .table_name(&self.tables.order_snapshots)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(orderId)")
+                .build()
+                .map_err(internal)?;
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
+        if bytes > MAX_TRANSACTION_BYTES {
+            return Err(StoreError::TooLarge);
+        }
         let count = Update::builder()
             .table_name(&self.tables.user_profiles)
-            .key("userId", s(&record.user_id))
-            .update_expression("ADD orderCount :one")
-            .expression_attribute_values(":one", AttributeValue::N("1".into()));
-        let count = match &record.stripe_customer_id {
+            .key("userId", s(&first.user_id))
+            .update_expression("ADD orderCount :n")
+            .expression_attribute_values(":n", AttributeValue::N(records.len().to_string()));
+        let count = match &first.stripe_customer_id {
             Some(customer) => count
                 .condition_expression("stripeCustomerId = :c")
                 .expression_attribute_values(":c", s(customer)),
             None => count.condition_expression("attribute_exists(userId)"),
         };
-        let count = count.build().map_err(|e| StoreError::Internal(e.to_string()))?;
-        self.client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await?;
+        actions.push(TransactWriteItem::builder().update(count.build().map_err(internal)?).build());
+        self.client.transact_write_items().set_transact_items(Some(actions)).send().await?;
         Ok(())
     }
 
@@ -751,6 +798,39 @@ mod tests {
         assert_eq!(listing_entry(&item), Some(OrderSummaryRecord::from(&record)));
         let back: OrderRecord = serde_dynamo::from_item(item).unwrap();
         assert_eq!(back, record, "the entry is extra: the order reads back the same");
+    }
+
+    /// New orders inserted together are all or nothing: one that exists already refuses the
+    /// whole transaction (the reconcile then inserts them one at a time), and the count on the
+    /// profile moves only with the orders.
+    #[cfg(feature = "embedded")]
+    #[tokio::test]
+    async fn orders_inserted_together_are_all_or_nothing() {
+        use super::super::profiles::ProfileRecord;
+        let running = crate::storage::embedded::EmbeddedStore::start(None).await.unwrap();
+        let store = Store::connect("local", Some(&running.endpoint), "io-").await;
+        store.ensure_tables("io-").await.unwrap();
+        let user = "fixture-member";
+        let now = chrono::Utc::now();
+        assert!(store.create_profile(&ProfileRecord::new(user, None, now)).await.unwrap());
+        let template = legacy_record();
+        store.link_customer(user, template.stripe_customer_id.as_deref().unwrap()).await.unwrap();
+        let order = |n: i64| {
+            let mut record = template.clone();
+            record.user_id = user.into();
+            record.order_id = format!("pi_together{n}");
+            record.created_key = OrderRecord::created_key(1_764_000_000 + n, &record.order_id);
+            record
+        };
+        store.insert_orders(&[order(0), order(1)]).await.unwrap();
+        let refused = store.insert_orders(&[order(2), order(1)]).await;
+        assert!(matches!(refused, Err(StoreError::ConditionFailed)), "{refused:?}");
+        assert!(store.get_order(user, "pi_together2").await.unwrap().is_none());
+        let too_many: Vec<OrderRecord> = (10..110).map(order).collect();
+        assert!(matches!(store.insert_orders(&too_many).await, Err(StoreError::TooLarge)));
+        let profile = store.get_profile(user).await.unwrap().unwrap();
+        assert_eq!(profile.order_count, 2);
+        running.shutdown().await;
     }
 
     /// Orders cached before listing entries existed are listed from the table, in order,

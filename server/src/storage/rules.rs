@@ -8,8 +8,8 @@
 //!   `API_Query.html` (key condition values are key attribute values);
 //! - item size: `ServiceQuotas.html#limits-items` (400 KB, names included) and
 //!   `CapacityUnitCalculations.html` (how an item's size is counted);
-//! - transactions: `API_TransactWriteItems.html` (at most 100 actions, and no two on one
-//!   item: "You can't target the same item with multiple operations within the same
+//! - transactions: `API_TransactWriteItems.html` (at most 100 actions and 4 MB of items, and
+//!   no two on one item: "You can't target the same item with multiple operations within the same
 //!   transaction");
 //! - batches: `API_BatchWriteItem.html` (at most 25 put or delete requests);
 //! - reserved words: `ReservedWords.html` (the list in `reserved_words.txt`) and
@@ -32,6 +32,9 @@ pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 pub const MAX_SORT_KEY_BYTES: usize = 1024;
 /// Actions in one `TransactWriteItems` / `TransactGetItems` call.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
+/// Bytes of the items of one transaction (`API_TransactWriteItems.html`: "The aggregate size
+/// of the items in the transaction cannot exceed 4 MB").
+pub const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
 /// Put and delete requests in one `BatchWriteItem` call.
 pub const MAX_BATCH_WRITE_REQUESTS: usize = 25;
 
@@ -129,6 +132,14 @@ pub fn check(operation: &str, body: &Value) -> Result<(), RuleViolation> {
                 "{} actions in one transaction (at most {MAX_TRANSACTION_ITEMS})",
                 actions.len()
             ));
+        }
+        let bytes: usize = actions
+            .iter()
+            .filter_map(|action| action.get("Put")?.get("Item")?.as_object())
+            .map(item_size)
+            .sum();
+        if bytes > MAX_TRANSACTION_BYTES {
+            return fail(format!("{bytes} bytes of items in one transaction (at most 4 MB)"));
         }
         let mut targets = HashSet::new();
         for action in actions {
@@ -571,6 +582,11 @@ mod tests {
         let body = json!({"TransactItems": vec![put.clone(); 101]});
         assert!(violation("TransactWriteItems", body).contains("101 actions"));
         check("TransactWriteItems", &json!({"TransactItems": vec![put; 100]})).unwrap();
+        // 11 items of 390 KB: each within 400 KB, together past 4 MB.
+        let big =
+            json!({"Put": {"Item": {"userId": {"S": "m"}, "b": {"S": "x".repeat(390 * 1024)}}}});
+        let body = json!({"TransactItems": vec![big; 11]});
+        assert!(violation("TransactWriteItems", body).contains("at most 4 MB"));
         // The actions inside are checked too.
         let bad = json!({"TransactItems": [{"Put": {"Item": {"orderId": {"S": ""}}}}]});
         assert!(violation("TransactWriteItems", bad).contains("orderId is empty"));

@@ -163,6 +163,43 @@ fn main() -> anyhow::Result<()> {
         }
         Ok(())
     };
+    // Reconcile cost as a customer's history grows: a new member's link and first sync, then
+    // a second sync, for each size.
+    let reconcile_costs = |base: &str| -> anyhow::Result<Vec<Reconciled>> {
+        let mut reconciles = Vec::new();
+        for (n, size) in [100usize, 1_000, 10_000].into_iter().enumerate() {
+            let user = format!("bench-reconcile-{n}");
+            let token = key.sign(Some("bench-key"), &claims(json!({"sub": user, "exp": exp})));
+            runtime.block_on(
+                http.get(format!("{base}/dashboard/profile")).bearer_auth(&token).send(),
+            )?;
+            let customer = sim.create_customer(&format!("{user}@example.com"));
+            for i in 0..size {
+                if i % 5 == 0 {
+                    sim.advance(1);
+                }
+                let pi = sim.create_payment_intent(
+                    &customer,
+                    500,
+                    "usd",
+                    &[ItemSpec::new("Pin", 1, 500)],
+                );
+                sim.succeed(&pi);
+            }
+            let first = runtime.block_on(link_and_sync(&http, base, &admin, &user, &customer))?;
+            let again = runtime.block_on(sync(&http, base, &admin, &user))?;
+            reconciles.push((size, first, again));
+        }
+        Ok(reconciles)
+    };
+    // `BENCH_ONLY=reconcile`: the reconcile costs alone, on the in-memory store.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("reconcile") {
+        let store = start_store(&server_bin, None)?;
+        let (_server, _, base) = start_server(&store.endpoint)?;
+        let reconciles = reconcile_costs(&base)?;
+        print_reconciles(&reconciles, &mut record);
+        return save_and_compare(&target.join("bench"), &record, compare.as_deref());
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("webhooks") {
         let store = start_store(&server_bin, None)?;
         seed(&store.endpoint, 0)?;
@@ -244,26 +281,7 @@ fn main() -> anyhow::Result<()> {
     let (server, _, base) = start_server(&store.endpoint)?;
     let ingest = webhook_ingest(&runtime, &http, &sim, &server, store, &base, &tokens)?;
 
-    // Reconcile cost as a customer's history grows.
-    let mut reconciles = Vec::new();
-    for (n, size) in [100usize, 1_000, 10_000].into_iter().enumerate() {
-        let user = format!("bench-reconcile-{n}");
-        let token = key.sign(Some("bench-key"), &claims(json!({"sub": user, "exp": exp})));
-        runtime
-            .block_on(http.get(format!("{base}/dashboard/profile")).bearer_auth(&token).send())?;
-        let customer = sim.create_customer(&format!("{user}@example.com"));
-        for i in 0..size {
-            if i % 5 == 0 {
-                sim.advance(1);
-            }
-            let pi =
-                sim.create_payment_intent(&customer, 500, "usd", &[ItemSpec::new("Pin", 1, 500)]);
-            sim.succeed(&pi);
-        }
-        let first = runtime.block_on(link_and_sync(&http, &base, &admin, &user, &customer))?;
-        let again = runtime.block_on(sync(&http, &base, &admin, &user))?;
-        reconciles.push((size, first, again));
-    }
+    let reconciles = reconcile_costs(&base)?;
     drop(server);
 
     let port = free_port()?;
@@ -352,29 +370,7 @@ fn main() -> anyhow::Result<()> {
     println!();
     ingest.report(&mut record, Some(profile.cpu_us_per_req));
     println!();
-    println!(
-        "{:>16} {:>16} {:>12} {:>12} {:>12} {:>16}",
-        "PaymentIntents", "Stripe requests", "target", "writes", "wall", "re-run writes"
-    );
-    for (size, first, again) in &reconciles {
-        record.set(format!("reconcile.{size}.wall_s"), first.0.as_secs_f64());
-        record.set(
-            format!("reconcile.{size}.stripe_requests"),
-            first.1["stripeRequests"].as_f64().unwrap_or(f64::NAN),
-        );
-        println!(
-            "{:>16} {:>16} {:>12} {:>12} {:>11.2}s {:>10} in {:.2}s",
-            size,
-            first.1["stripeRequests"],
-            // ceil(N/100) for the PaymentIntents + ceil(C/100) for the charges; here every
-            // PaymentIntent has one charge, so C = N.
-            size.div_ceil(100) * 2,
-            first.1["created"].as_u64().unwrap_or(0) + first.1["updated"].as_u64().unwrap_or(0),
-            first.0.as_secs_f64(),
-            again.1["created"].as_u64().unwrap_or(0) + again.1["updated"].as_u64().unwrap_or(0),
-            again.0.as_secs_f64(),
-        );
-    }
+    print_reconciles(&reconciles, &mut record);
     let lambda_ready = lambda_cold_path(&runtime, &server_bin, &store.endpoint, &jwks, &sim)?;
     record.set("lambda.exec_to_ready_ms", lambda_ready.as_secs_f64() * 1000.0);
     println!();
@@ -816,6 +812,35 @@ const BENCH_WEBHOOK_SECRET: &str = "whsec_bench_secret";
 
 fn member(i: usize) -> String {
     format!("bench-member-{i:02}")
+}
+
+/// A size, its link and first sync, and its second sync (wall time and report each).
+type Reconciled = (usize, (Duration, Value), (Duration, Value));
+
+fn print_reconciles(reconciles: &[Reconciled], record: &mut Record) {
+    println!(
+        "{:>16} {:>16} {:>12} {:>12} {:>12} {:>16}",
+        "PaymentIntents", "Stripe requests", "target", "writes", "wall", "re-run writes"
+    );
+    for (size, first, again) in reconciles {
+        record.set(format!("reconcile.{size}.wall_s"), first.0.as_secs_f64());
+        record.set(
+            format!("reconcile.{size}.stripe_requests"),
+            first.1["stripeRequests"].as_f64().unwrap_or(f64::NAN),
+        );
+        println!(
+            "{:>16} {:>16} {:>12} {:>12} {:>11.2}s {:>10} in {:.2}s",
+            size,
+            first.1["stripeRequests"],
+            // ceil(N/100) for the PaymentIntents + ceil(C/100) for the charges; here every
+            // PaymentIntent has one charge, so C = N.
+            size.div_ceil(100) * 2,
+            first.1["created"].as_u64().unwrap_or(0) + first.1["updated"].as_u64().unwrap_or(0),
+            first.0.as_secs_f64(),
+            again.1["created"].as_u64().unwrap_or(0) + again.1["updated"].as_u64().unwrap_or(0),
+            again.0.as_secs_f64(),
+        );
+    }
 }
 
 /// Links the member to the customer and reconciles; returns the wall time and the report.
