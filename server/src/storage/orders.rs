@@ -551,11 +551,14 @@ impl Store {
     pub async fn insert_orders(&self, records: &[OrderRecord]) -> Result<(), StoreError> {
         let internal = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
         let Some(first) = records.first() else { return Ok(()) };
-        if records.len() >= MAX_TRANSACTION_ITEMS
-            || records.iter().any(|r| {
-                (&r.user_id, &r.stripe_customer_id) != (&first.user_id, &first.stripe_customer_id)
-            })
-        {
+        let stranger = |r: &OrderRecord| {
+            r.user_id != first.user_id || r.stripe_customer_id != first.stripe_customer_id
+        };
+        if records.iter().any(stranger) {
+            // One count on one profile, on one customer's condition: a caller's bug.
+            return Err(StoreError::Internal("orders of several members or customers".into()));
+        }
+        if records.len() >= MAX_TRANSACTION_ITEMS {
             return Err(StoreError::TooLarge);
         }
         let mut actions = Vec::with_capacity(records.len() + 1);
@@ -801,8 +804,9 @@ mod tests {
     }
 
     /// New orders inserted together are all or nothing: one that exists already refuses the
-    /// whole transaction (the reconcile then inserts them one at a time), and the count on the
-    /// profile moves only with the orders.
+    /// whole transaction (the reconcile then inserts them one at a time), more than one
+    /// transaction holds (actions or bytes) is refused before any request, and the count on
+    /// the profile moves only with the orders.
     #[cfg(feature = "embedded")]
     #[tokio::test]
     async fn orders_inserted_together_are_all_or_nothing() {
@@ -828,6 +832,23 @@ mod tests {
         assert!(store.get_order(user, "pi_together2").await.unwrap().is_none());
         let too_many: Vec<OrderRecord> = (10..110).map(order).collect();
         assert!(matches!(store.insert_orders(&too_many).await, Err(StoreError::TooLarge)));
+        // 80 orders of about 40 KB each: few enough actions, too many bytes.
+        let heavy: Vec<OrderRecord> = (200..280)
+            .map(|n| {
+                let mut record = order(n);
+                record.items.push(ItemRecord {
+                    description: "x".repeat(40 * 1024),
+                    ..ItemRecord::default()
+                });
+                record
+            })
+            .collect();
+        assert!(matches!(store.insert_orders(&heavy).await, Err(StoreError::TooLarge)));
+        let mut stranger = order(300);
+        stranger.user_id = "someone-else".into();
+        let mixed = store.insert_orders(&[order(301), stranger]).await;
+        assert!(matches!(mixed, Err(StoreError::Internal(_))), "{mixed:?}");
+        assert!(store.get_order(user, "pi_together301").await.unwrap().is_none());
         let profile = store.get_profile(user).await.unwrap().unwrap();
         assert_eq!(profile.order_count, 2);
         running.shutdown().await;
