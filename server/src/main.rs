@@ -124,6 +124,8 @@ fn main() -> ExitCode {
     }
 }
 
+/// Tokio's multi-threaded runtime: one worker per core unless `TOKIO_WORKER_THREADS` says
+/// otherwise (the template sets 1 for the Lambda functions, which serve one request at a time).
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -90,7 +90,11 @@ fn pretty_format_writes_every_record_and_survives_bad_values() {
     let metrics = line("metrics");
     assert!(metrics.contains("Operation: get_profile"), "{metrics}");
     assert!(
-        metrics.contains(r#"_aws: {"CloudWatchMetrics":[{"Dimensions":[["Operation"]]"#),
+        metrics.contains(
+            r#"_aws: {"Timestamp":"#,
+        ) && metrics.contains(
+            r#""CloudWatchMetrics":[{"Namespace":"BabesClub/Dashboard","Dimensions":[["Operation"]]"#
+        ),
         "{metrics}"
     );
     let audit = line("profile updated");

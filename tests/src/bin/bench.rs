@@ -71,11 +71,8 @@ fn start_store(server_bin: &Path, data_dir: Option<&Path>) -> anyhow::Result<Sto
     if let Some(dir) = data_dir {
         command.arg("--data-dir").arg(dir);
     }
-    let mut child = command
-        .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut child =
+        lambda_settings(&mut command).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
     let mut endpoint = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut endpoint)?;
     Ok(StoreProcess { process: KillOnDrop(child), endpoint: endpoint.trim().to_string() })
@@ -204,8 +201,8 @@ fn main() -> anyhow::Result<()> {
         let store = start_store(&server_bin, None)?;
         seed(&store.endpoint, 0)?;
         let (server, _, base) = start_server(&store.endpoint)?;
-        let ingest = webhook_ingest(&runtime, &http, &sim, &server, &store, &base, &tokens)?;
-        ingest.report(&mut record, None);
+        let ingest = webhook_rounds(&runtime, &http, &sim, &server, &store, &base, &tokens)?;
+        Ingest::report(&ingest, &mut record, None);
         return save_and_compare(&target.join("bench"), &record, compare.as_deref());
     }
 
@@ -279,7 +276,7 @@ fn main() -> anyhow::Result<()> {
 
     // Webhook ingestion: signed events, verified and applied, with 20% duplicates.
     let (server, _, base) = start_server(&store.endpoint)?;
-    let ingest = webhook_ingest(&runtime, &http, &sim, &server, store, &base, &tokens)?;
+    let ingest = webhook_rounds(&runtime, &http, &sim, &server, store, &base, &tokens)?;
 
     let reconciles = reconcile_costs(&base)?;
     drop(server);
@@ -368,7 +365,7 @@ fn main() -> anyhow::Result<()> {
         profile.ready.as_secs_f64() * 1000.0
     );
     println!();
-    ingest.report(&mut record, Some(profile.cpu_us_per_req));
+    Ingest::report(&ingest, &mut record, Some(profile.cpu_us_per_req));
     println!();
     print_reconciles(&reconciles, &mut record);
     let lambda_ready = lambda_cold_path(&runtime, &server_bin, &store.endpoint, &jwks, &sim)?;
@@ -905,34 +902,72 @@ struct Ingest {
 }
 
 impl Ingest {
-    fn report(&self, record: &mut Record, profile_cpu_us: Option<f64>) {
-        let events_per_s = self.deliveries as f64 / self.wall.as_secs_f64();
-        let cpu = self.server_cpu_us / self.deliveries as f64;
-        let store_cpu = self.store_cpu_us / self.deliveries as f64;
-        let stripe_per_event = self.stripe_requests as f64 / self.unique as f64;
-        let first = self.first_cpu_us / self.unique as f64;
-        let redeliveries = self.deliveries - self.unique;
-        let again = (self.server_cpu_us - self.first_cpu_us) / redeliveries.max(1) as f64;
-        record.set("webhooks.events_per_s", events_per_s);
-        record.set("webhooks.server_cpu_us_per_delivery", cpu);
-        record.set("webhooks.server_cpu_us_per_first_delivery", first);
-        record.set("webhooks.server_cpu_us_per_redelivery", again);
-        record.set("webhooks.store_cpu_us_per_delivery", store_cpu);
+    /// Prints and records the median of each figure over the rounds (one round is about two
+    /// seconds of load on this shared machine: too short alone), with its range.
+    fn report(rounds: &[Ingest], record: &mut Record, profile_cpu_us: Option<f64>) {
+        let figure = |f: &dyn Fn(&Ingest) -> f64| -> (f64, f64, f64) {
+            let mut values: Vec<f64> = rounds.iter().map(f).collect();
+            values.sort_by(f64::total_cmp);
+            (values[values.len() / 2], values[0], values[values.len() - 1])
+        };
+        let redeliveries = |i: &Ingest| (i.deliveries - i.unique).max(1) as f64;
+        let events_per_s = figure(&|i| i.deliveries as f64 / i.wall.as_secs_f64());
+        let cpu = figure(&|i| i.server_cpu_us / i.deliveries as f64);
+        let store_cpu = figure(&|i| i.store_cpu_us / i.deliveries as f64);
+        let first = figure(&|i| i.first_cpu_us / i.unique as f64);
+        let again = figure(&|i| (i.server_cpu_us - i.first_cpu_us) / redeliveries(i));
+        let unique: usize = rounds.iter().map(|i| i.unique).sum();
+        let deliveries: usize = rounds.iter().map(|i| i.deliveries).sum();
+        let stripe_requests: u64 = rounds.iter().map(|i| i.stripe_requests).sum();
+        let failures: usize = rounds.iter().map(|i| i.failures).sum();
+        let stripe_per_event = stripe_requests as f64 / unique as f64;
+        record.set("webhooks.events_per_s", events_per_s.0);
+        record.set("webhooks.server_cpu_us_per_delivery", cpu.0);
+        record.set("webhooks.server_cpu_us_per_first_delivery", first.0);
+        record.set("webhooks.server_cpu_us_per_redelivery", again.0);
+        record.set("webhooks.store_cpu_us_per_delivery", store_cpu.0);
         record.set("webhooks.stripe_requests_per_event", stripe_per_event);
         let profile =
             profile_cpu_us.map_or(String::new(), |us| format!("; the profile read: {us:.1} us"));
+        let range = |(_, low, high): (f64, f64, f64)| format!("{low:.0}-{high:.0}");
         println!(
-            "webhooks: {} deliveries ({} events + {} duplicates, 16 concurrent): \
-             {events_per_s:.0} events/s (target >= 2,500), {cpu:.0} us server CPU per \
-             delivery (target <= 300{profile}; the store's: {store_cpu:.0} us), \
-             {stripe_per_event:.3} Stripe requests per event (target <= 0.2), {} failed; \
-             server CPU per first delivery {first:.0} us, per redelivery {again:.0} us",
-            self.deliveries,
-            self.unique,
-            self.deliveries - self.unique,
-            self.failures,
+            "webhooks: {} rounds of {} deliveries ({} events + {} duplicates, 16 concurrent), \
+             medians (range): {:.0} ({}) events/s (target >= 2,500), {:.0} ({}) us server CPU \
+             per delivery (target <= 300{profile}; the store's: {:.0} us), {stripe_per_event:.3} \
+             Stripe requests per event (target <= 0.2), {failures} failed; server CPU per first \
+             delivery {:.0} ({}) us, per redelivery {:.0} ({}) us; {} tokio worker thread(s)",
+            rounds.len(),
+            deliveries / rounds.len(),
+            unique / rounds.len(),
+            (deliveries - unique) / rounds.len(),
+            events_per_s.0,
+            range(events_per_s),
+            cpu.0,
+            range(cpu),
+            store_cpu.0,
+            first.0,
+            range(first),
+            again.0,
+            range(again),
+            worker_threads(),
         );
     }
+}
+
+/// [`webhook_ingest`] `BENCH_WEBHOOK_ROUNDS` times (default 5), each with new orders.
+fn webhook_rounds(
+    runtime: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    sim: &StripeSim,
+    server: &KillOnDrop,
+    store: &StoreProcess,
+    base: &str,
+    tokens: &[String],
+) -> anyhow::Result<Vec<Ingest>> {
+    let rounds: usize = std::env::var("BENCH_WEBHOOK_ROUNDS").map_or(Ok(5), |n| n.parse())?;
+    (0..rounds.max(1))
+        .map(|_| webhook_ingest(runtime, http, sim, server, store, base, tokens))
+        .collect()
 }
 
 /// Webhook ingestion: the simulator's ordinary shop traffic for every member (intents created
@@ -1098,10 +1133,20 @@ fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
     Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
 }
 
-/// Spawns the process (with the allocator setting the template gives the Lambda functions) and
-/// times exec to the first 200 from `GET /healthz`.
+/// The process settings the template gives the Lambda functions: mimalloc commits arena memory
+/// as it is used, and one tokio worker thread (`BENCH_WORKER_THREADS` to compare others).
+fn lambda_settings(cmd: &mut Command) -> &mut Command {
+    cmd.env("MIMALLOC_ARENA_EAGER_COMMIT", "0").env("TOKIO_WORKER_THREADS", worker_threads())
+}
+
+fn worker_threads() -> String {
+    std::env::var("BENCH_WORKER_THREADS").unwrap_or_else(|_| "1".into())
+}
+
+/// Spawns the process (with [`lambda_settings`]) and times exec to the first 200 from
+/// `GET /healthz`.
 fn start_timed(cmd: &mut Command, port: u16) -> anyhow::Result<(KillOnDrop, Duration)> {
-    cmd.env("MIMALLOC_ARENA_EAGER_COMMIT", "0").stdout(Stdio::null()).stderr(Stdio::null());
+    lambda_settings(cmd).stdout(Stdio::null()).stderr(Stdio::null());
     let started = Instant::now();
     let child = KillOnDrop(cmd.spawn()?);
     while started.elapsed() < Duration::from_secs(10) {
