@@ -201,7 +201,7 @@ fn main() -> anyhow::Result<()> {
         let store = start_store(&server_bin, None)?;
         seed(&store.endpoint, 0)?;
         let (server, _, base) = start_server(&store.endpoint)?;
-        let ingest = webhook_rounds(&runtime, &http, &sim, &server, &store, &base, &tokens)?;
+        let ingest = webhook_ingest(&runtime, &http, &sim, &server, &store, &base, &tokens)?;
         Ingest::report(&ingest, &mut record, None);
         return save_and_compare(&target.join("bench"), &record, compare.as_deref());
     }
@@ -276,7 +276,7 @@ fn main() -> anyhow::Result<()> {
 
     // Webhook ingestion: signed events, verified and applied, with 20% duplicates.
     let (server, _, base) = start_server(&store.endpoint)?;
-    let ingest = webhook_rounds(&runtime, &http, &sim, &server, store, &base, &tokens)?;
+    let ingest = webhook_ingest(&runtime, &http, &sim, &server, store, &base, &tokens)?;
 
     let reconciles = reconcile_costs(&base)?;
     drop(server);
@@ -475,8 +475,9 @@ fn save_and_compare(dir: &Path, record: &Record, compare: Option<&Path>) -> anyh
 }
 
 /// Read units of one listing page as the server asks for it (the listing state and 20 + 1
-/// summaries through `byCreated`, read consistently), and of the same orders read whole from the table (what the index cost when it
-/// projected every attribute), from DynamoDB's `ConsumedCapacity`.
+/// summaries through `byCreated`, read consistently), and of the same orders read whole from
+/// the table (what the index cost when it projected every attribute), from DynamoDB's
+/// `ConsumedCapacity`.
 async fn listing_read_units(endpoint: &str, user: &str) -> anyhow::Result<(f64, f64)> {
     use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
     use dashboard_server::storage::schema::{BY_CREATED, LISTING_ENTRY};
@@ -954,8 +955,11 @@ impl Ingest {
     }
 }
 
-/// [`webhook_ingest`] `BENCH_WEBHOOK_ROUNDS` times (default 5), each with new orders.
-fn webhook_rounds(
+/// Webhook ingestion: the simulator's ordinary shop traffic for every member (intents created
+/// and paid, charges succeeded, failed and updated, refunds and disputes:
+/// `StripeSim::shop_orders`), signed and delivered 16 at a time with 20% duplicates;
+/// `BENCH_WEBHOOK_ROUNDS` rounds (default 5), each with new orders.
+fn webhook_ingest(
     runtime: &tokio::runtime::Runtime,
     http: &reqwest::Client,
     sim: &StripeSim,
@@ -965,69 +969,56 @@ fn webhook_rounds(
     tokens: &[String],
 ) -> anyhow::Result<Vec<Ingest>> {
     let rounds: usize = std::env::var("BENCH_WEBHOOK_ROUNDS").map_or(Ok(5), |n| n.parse())?;
-    (0..rounds.max(1))
-        .map(|_| webhook_ingest(runtime, http, sim, server, store, base, tokens))
-        .collect()
-}
-
-/// Webhook ingestion: the simulator's ordinary shop traffic for every member (intents created
-/// and paid, charges succeeded, failed and updated, refunds and disputes:
-/// `StripeSim::shop_orders`), signed and delivered 16 at a time with 20% duplicates.
-fn webhook_ingest(
-    runtime: &tokio::runtime::Runtime,
-    http: &reqwest::Client,
-    sim: &StripeSim,
-    server: &KillOnDrop,
-    store: &StoreProcess,
-    base: &str,
-    tokens: &[String],
-) -> anyhow::Result<Ingest> {
-    let events_before = sim.events().len();
-    let customers: Vec<String> = tokens
-        .iter()
-        .map(|token| runtime.block_on(customer_of(http, base, token)))
-        .collect::<anyhow::Result<_>>()?;
-    for customer in &customers {
-        sim.shop_orders(customer, 10);
+    let mut results = Vec::new();
+    for _ in 0..rounds.max(1) {
+        let events_before = sim.events().len();
+        let customers: Vec<String> = tokens
+            .iter()
+            .map(|token| runtime.block_on(customer_of(http, base, token)))
+            .collect::<anyhow::Result<_>>()?;
+        for customer in &customers {
+            sim.shop_orders(customer, 10);
+        }
+        let mut deliveries: Vec<Value> = sim.events().split_off(events_before);
+        let unique = deliveries.len();
+        let duplicates: Vec<Value> = deliveries.iter().step_by(4).cloned().collect();
+        deliveries.extend(duplicates);
+        let url = format!("{base}/webhooks/stripe");
+        // Serialized and signed before the clock starts, as Stripe's senders are not this
+        // machine's: the load generator shares the two cores with the server and the store.
+        let now = chrono::Utc::now().timestamp();
+        let signed: Vec<(String, String)> = deliveries
+            .iter()
+            .map(|event| {
+                let body = event.to_string();
+                (stripe_sim::signature_header(BENCH_WEBHOOK_SECRET, now, &body), body)
+            })
+            .collect();
+        let count = signed.len();
+        let cpu_before = cpu_ticks(server.0.id())?;
+        let store_before = cpu_ticks(store.process.0.id())?;
+        let stripe_before = sim.request_count();
+        let started = Instant::now();
+        // Every event once, then the redeliveries (as Stripe's retries come later), so that the
+        // CPU of each is known.
+        let mut signed = signed;
+        let again = signed.split_off(unique);
+        let mut failures = runtime.block_on(deliver_all(http, &url, signed));
+        let cpu_first = cpu_ticks(server.0.id())?;
+        failures += runtime.block_on(deliver_all(http, &url, again));
+        let ticks_us = |ticks: u64| ticks as f64 / 100.0 * 1e6;
+        results.push(Ingest {
+            deliveries: count,
+            unique,
+            wall: started.elapsed(),
+            first_cpu_us: ticks_us(cpu_first - cpu_before),
+            server_cpu_us: ticks_us(cpu_ticks(server.0.id())? - cpu_before),
+            store_cpu_us: ticks_us(cpu_ticks(store.process.0.id())? - store_before),
+            stripe_requests: sim.request_count() - stripe_before,
+            failures,
+        });
     }
-    let mut deliveries: Vec<Value> = sim.events().split_off(events_before);
-    let unique = deliveries.len();
-    let duplicates: Vec<Value> = deliveries.iter().step_by(4).cloned().collect();
-    deliveries.extend(duplicates);
-    let url = format!("{base}/webhooks/stripe");
-    // Serialized and signed before the clock starts, as Stripe's senders are not this
-    // machine's: the load generator shares the two cores with the server and the store.
-    let now = chrono::Utc::now().timestamp();
-    let signed: Vec<(String, String)> = deliveries
-        .iter()
-        .map(|event| {
-            let body = event.to_string();
-            (stripe_sim::signature_header(BENCH_WEBHOOK_SECRET, now, &body), body)
-        })
-        .collect();
-    let count = signed.len();
-    let cpu_before = cpu_ticks(server.0.id())?;
-    let store_before = cpu_ticks(store.process.0.id())?;
-    let stripe_before = sim.request_count();
-    let started = Instant::now();
-    // Every event once, then the redeliveries (as Stripe's retries come later), so that the
-    // CPU of each is known.
-    let mut signed = signed;
-    let again = signed.split_off(unique);
-    let mut failures = runtime.block_on(deliver_all(http, &url, signed));
-    let cpu_first = cpu_ticks(server.0.id())?;
-    failures += runtime.block_on(deliver_all(http, &url, again));
-    let ticks_us = |ticks: u64| ticks as f64 / 100.0 * 1e6;
-    Ok(Ingest {
-        deliveries: count,
-        unique,
-        wall: started.elapsed(),
-        first_cpu_us: ticks_us(cpu_first - cpu_before),
-        server_cpu_us: ticks_us(cpu_ticks(server.0.id())? - cpu_before),
-        store_cpu_us: ticks_us(cpu_ticks(store.process.0.id())? - store_before),
-        stripe_requests: sim.request_count() - stripe_before,
-        failures,
-    })
+    Ok(results)
 }
 
 /// Delivers signed events (signature header, body), 16 at a time; returns how many were not
