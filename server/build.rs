@@ -1,8 +1,8 @@
 //! The release server's code is linked in the order a profiled run executed it
 //! (`link-order.txt`, written by `tools/link-order/regenerate.sh`): the few MiB of code that
 //! start-up and requests run then sit together instead of spread over 24 MB of `.text`, and
-//! the kernel, which maps 64 KiB of a cached file around each page fault, keeps a third less of
-//! the binary resident (peak RSS under the profile load 22.5 to 17.3 MiB in `cargo xtask bench`).
+//! the kernel, which maps 64 KiB of a cached file around each page fault, keeps far less of
+//! the binary resident (peak RSS under the profile load 22.6 to 15.1 MiB in `cargo xtask bench`).
 //!
 //! Names the file lists but the binary lacks (a changed dependency, other features, another
 //! target) are skipped, so a stale file costs memory, never a build. Only for the default

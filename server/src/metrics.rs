@@ -13,7 +13,7 @@ pub const EMF_KEY: &str = "_aws";
 /// never changes per record kind, so it is a constant, not a JSON tree built per record).
 #[derive(Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Emf {
+struct Emf {
     timestamp: i64,
     cloud_watch_metrics: [&'static Directive; 1],
 }
@@ -21,7 +21,7 @@ pub struct Emf {
 /// Which fields of a record are metrics, in which namespace, with which dimensions.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Directive {
+struct Directive {
     namespace: &'static str,
     dimensions: [&'static [&'static str]; 1],
     metrics: &'static [Metric],
@@ -29,7 +29,7 @@ pub struct Directive {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Metric {
+struct Metric {
     name: &'static str,
     unit: &'static str,
 }
@@ -43,7 +43,7 @@ const fn directive(dimensions: &'static [&'static str], metrics: &'static [Metri
 }
 
 /// The `_aws` member for a record written now.
-pub fn emf(directive: &'static Directive) -> Emf {
+fn emf(directive: &'static Directive) -> Emf {
     Emf { timestamp: chrono::Utc::now().timestamp_millis(), cloud_watch_metrics: [directive] }
 }
 

@@ -7,7 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -p dashboard-server --bins --examples -p dashboard-tests --bin bench
 work=$(mktemp -d)
-trap 'kill "$dumper" 2>/dev/null || true; mv -f "$work/dashboard-server" target/release/; rm -rf "$work"' EXIT
+dumper=""
+# Puts the real binary back however the script ends (the wrapper below replaces it meanwhile).
+restore() {
+  if [ -n "$dumper" ]; then kill "$dumper" 2>/dev/null || true; fi
+  if [ -f "$work/dashboard-server" ]; then mv -f "$work/dashboard-server" target/release/; fi
+  rm -rf "$work"
+}
+trap restore EXIT
 mv target/release/dashboard-server "$work/dashboard-server"
 mkdir "$work/dumps"
 cat > target/release/dashboard-server <<WRAP
@@ -25,4 +32,5 @@ dumper=$!
 BENCH_ONLY=webhooks BENCH_WEBHOOK_ROUNDS=1 target/release/bench >/dev/null
 BENCH_ONLY=reads target/release/bench 2s 4 >/dev/null
 kill "$dumper"
+dumper=""
 python3 tools/link-order/order.py "$work/dashboard-server" "$work/dumps" server/link-order.txt

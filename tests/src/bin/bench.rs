@@ -968,7 +968,9 @@ fn webhook_ingest(
     base: &str,
     tokens: &[String],
 ) -> anyhow::Result<Vec<Ingest>> {
-    let rounds: usize = std::env::var("BENCH_WEBHOOK_ROUNDS").map_or(Ok(5), |n| n.parse())?;
+    let rounds: usize = std::env::var("BENCH_WEBHOOK_ROUNDS")
+        .map_or(Ok(5), |n| n.parse())
+        .map_err(|_| anyhow::anyhow!("BENCH_WEBHOOK_ROUNDS must be a whole number"))?;
     let mut results = Vec::new();
     for _ in 0..rounds.max(1) {
         let events_before = sim.events().len();
