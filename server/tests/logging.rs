@@ -1,6 +1,5 @@
-//! The process logger, driven through the same function the binary uses (async drain included),
-//! in both formats: every kind of record the server writes must come out, and no record may
-//! kill the logging thread.
+//! The process logger, driven through the same function the binary uses, in both formats: every
+//! kind of record the server writes must come out, and no record may stop the ones after it.
 
 use dashboard_server::logging::logger_to;
 use dashboard_server::logging::LogFormat;
@@ -26,8 +25,7 @@ impl serde::Serialize for Explodes {
 }
 
 /// Writes what the server writes, plus values no format can write, then a last plain record;
-/// returns the output once the logging thread has written everything (dropping the logger
-/// joins it).
+/// returns the output (each record is written before its `info!` returns).
 fn write_records(format: LogFormat, level: &str) -> String {
     let buffer = Buffer::default();
     let log: Logger = logger_to(format, level, buffer.clone());

@@ -9,11 +9,12 @@ use crate::error::DomainError;
 use crate::storage::events::{AppliedWriteError, OrderChange, Received};
 use crate::storage::profiles::SyncMeta;
 use crate::storage::StoreError;
-use crate::stripe::{current_patience, with_patience, Patience, Payload};
+use crate::stripe::{current_patience, with_patience, Patience, Payload, SparseObject};
 use chrono::Utc;
 use dashboard_api::{WebhookAck, WebhookApplied};
 use serde_json::Value;
 use slog::info;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 impl OrderService {
@@ -33,11 +34,10 @@ impl OrderService {
         verify_signature(payload, signature, secret, Utc::now().timestamp())
             .map_err(DomainError::InvalidWebhookSignature)?;
         // The signature was checked over these exact bytes, so the JSON is Stripe's.
-        let raw: Value = serde_json::from_str(payload)
+        let event: Event = serde_json::from_str(payload)
             .map_err(|_| DomainError::InvalidWebhookSignature("unparseable event"))?;
-        let text = |field: &str| raw[field].as_str().unwrap_or_default().to_string();
-        let (event_id, event_type) = (text("id"), text("type"));
-        let object = &raw["data"]["object"];
+        let (event_id, event_type) = (event.id.into_owned(), event.event_type.into_owned());
+        let object = &event.data.object.0;
         let ack =
             |outcome: &str| WebhookAck { event_id: event_id.clone(), outcome: outcome.into() };
         let Some(intent_id) = intent_of(&event_type, object) else {
@@ -57,7 +57,8 @@ impl OrderService {
                 self.done.insert(&event_id);
                 Ok(ack(outcome))
             }
-            // Stored with its object before the answer, then applied later.
+            // Stored with its object (the members `payload` reads) before the answer, then
+            // applied later.
             Err(error) if Self::deferrable(&error) => {
                 let stored = object.to_string();
                 match self.store.receive_event(&event_id, &event_type, &intent_id, &stored).await? {
@@ -361,6 +362,25 @@ const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 const TURN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The PaymentIntent an event is about, for the event types that change orders.
+/// What a webhook reads of a Stripe event (https://docs.stripe.com/api/events/object): its id,
+/// its type, and of `data.object` only what applying it needs (see [`SparseObject`]). A member
+/// that is absent reads as empty, as the order routing ignores such an event.
+#[derive(serde::Deserialize)]
+struct Event<'a> {
+    #[serde(default, borrow)]
+    id: Cow<'a, str>,
+    #[serde(rename = "type", default, borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(default)]
+    data: EventData,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct EventData {
+    #[serde(default)]
+    object: SparseObject,
+}
+
 pub(super) fn intent_of(event_type: &str, object: &Value) -> Option<String> {
     let field = match event_type {
         t if t.starts_with("payment_intent.") => "id",
@@ -390,6 +410,34 @@ mod tests {
 
     const SECRET: &str = "whsec_test";
     const PAYLOAD: &str = r#"{"id":"evt_1","type":"payment_intent.created"}"#;
+
+    /// The routing reads an event's object sparsely: it must route every kind it handles as
+    /// the whole object does, expanded ids included.
+    #[test]
+    fn routes_a_sparse_object_as_the_whole_object() {
+        use super::{intent_of, Event};
+        for (kind, member) in [
+            ("payment_intent.succeeded", "id"),
+            ("charge.refunded", "payment_intent"),
+            ("charge.dispute.created", "payment_intent"),
+            ("refund.updated", "payment_intent"),
+            ("checkout.session.completed", "payment_intent"),
+        ] {
+            for id in [serde_json::json!("pi_1"), serde_json::json!({ "id": "pi_1" })] {
+                let object = serde_json::json!({ member: id, "object": "x", "noise": [1, 2] });
+                let body = serde_json::json!({ "id": "evt_1", "type": kind,
+                    "data": { "object": object, "previous_attributes": {} } });
+                let text = body.to_string();
+                let event: Event = serde_json::from_str(&text).unwrap();
+                assert_eq!(event.id, "evt_1");
+                assert_eq!(intent_of(kind, &event.data.object.0), intent_of(kind, &object));
+                assert_eq!(intent_of(kind, &event.data.object.0).as_deref(), Some("pi_1"));
+            }
+        }
+        let bare: Event =
+            serde_json::from_str(r#"{"id":"evt_2","type":"customer.created"}"#).unwrap();
+        assert_eq!(intent_of(&bare.event_type, &bare.data.object.0), None);
+    }
 
     #[test]
     fn accepts_what_stripe_signs() {
