@@ -102,6 +102,8 @@ fn build<D: Drain<Ok = (), Err = slog::Never> + Send + 'static>(drain: D, level:
 
 /// A drain shared by every thread, one record at a time. [`Guard`] inside it never panics, so
 /// the lock is never poisoned; were it, the drain behind it is still whole and keeps writing.
+/// The lock is held while a record's values are written: a value whose `Serialize` or
+/// `Display` logged, or a panic hook that logged, would wait for it forever. None does.
 struct Locked<D>(Mutex<D>);
 
 impl<D: Drain<Ok = (), Err = slog::Never>> Drain for Locked<D> {

@@ -361,7 +361,6 @@ const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 /// How long a webhook waits for its intent's turn (`turns`) before it goes on without.
 const TURN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The PaymentIntent an event is about, for the event types that change orders.
 /// What a webhook reads of a Stripe event (https://docs.stripe.com/api/events/object): its id,
 /// its type, and of `data.object` only what applying it needs (see [`SparseObject`]). A member
 /// that is absent reads as empty, as the order routing ignores such an event.
@@ -381,6 +380,7 @@ struct EventData {
     object: SparseObject,
 }
 
+/// The PaymentIntent an event is about, for the event types that change orders.
 pub(super) fn intent_of(event_type: &str, object: &Value) -> Option<String> {
     let field = match event_type {
         t if t.starts_with("payment_intent.") => "id",
@@ -429,9 +429,10 @@ mod tests {
                     "data": { "object": object, "previous_attributes": {} } });
                 let text = body.to_string();
                 let event: Event = serde_json::from_str(&text).unwrap();
-                assert_eq!(event.id, "evt_1");
-                assert_eq!(intent_of(kind, &event.data.object.0), intent_of(kind, &object));
-                assert_eq!(intent_of(kind, &event.data.object.0).as_deref(), Some("pi_1"));
+                assert_eq!((&*event.id, &*event.event_type), ("evt_1", kind));
+                let routed = intent_of(&event.event_type, &event.data.object.0);
+                assert_eq!(routed, intent_of(kind, &object));
+                assert_eq!(routed.as_deref(), Some("pi_1"));
             }
         }
         let bare: Event =
