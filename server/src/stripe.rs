@@ -696,8 +696,8 @@ const READ_MEMBERS: &[&str] = &[
     "reason",
 ];
 
-/// An event's object with only the members in [`READ_MEMBERS`] (`Null` for anything but an
-/// object), deserialized as it is read. The rest (most of a charge: payment method details,
+/// An event's object with only the members in [`READ_MEMBERS`] (`Null` for a null object; any
+/// other non-object is an error, which Stripe never sends), deserialized as it is read. The rest (most of a charge: payment method details,
 /// outcome, billing details) is skipped unparsed: building it into a `Value` and dropping it
 /// again was most of a webhook's own CPU outside the store call.
 #[derive(Default)]
@@ -727,28 +727,6 @@ impl<'de> serde::Deserialize<'de> for SparseObject {
                 Ok(SparseObject(serde_json::Value::Object(kept)))
             }
             fn visit_unit<E>(self) -> Result<SparseObject, E> {
-                Ok(SparseObject(serde_json::Value::Null))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<SparseObject, E> {
-                Ok(SparseObject(serde_json::Value::Null))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<SparseObject, E> {
-                Ok(SparseObject(serde_json::Value::Null))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<SparseObject, E> {
-                Ok(SparseObject(serde_json::Value::Null))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<SparseObject, E> {
-                Ok(SparseObject(serde_json::Value::Null))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<SparseObject, E> {
-                Ok(SparseObject(serde_json::Value::Null))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<SparseObject, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(SparseObject(serde_json::Value::Null))
             }
         }
@@ -843,9 +821,12 @@ mod tests {
             assert_eq!(text_of(whole), text_of(read), "{text}");
             assert!(sparse.0.to_string().len() <= text.len());
         }
-        for other in ["null", "3", "\"x\"", "[1, {}]", "{}"] {
-            let sparse: SparseObject = serde_json::from_str(other).unwrap();
-            assert!(payload(&sparse.0).is_none(), "{other}");
+        for empty in ["null", "{}"] {
+            let sparse: SparseObject = serde_json::from_str(empty).unwrap();
+            assert!(payload(&sparse.0).is_none(), "{empty}");
+        }
+        for other in ["3", "\"x\"", "[1, {}]"] {
+            assert!(serde_json::from_str::<SparseObject>(other).is_err(), "{other}");
         }
     }
 

@@ -972,13 +972,13 @@ fn webhook_ingest(
     let rounds: usize = std::env::var("BENCH_WEBHOOK_ROUNDS")
         .map_or(Ok(5), |n| n.parse())
         .map_err(|_| anyhow::anyhow!("BENCH_WEBHOOK_ROUNDS must be a whole number"))?;
+    let customers: Vec<String> = tokens
+        .iter()
+        .map(|token| runtime.block_on(customer_of(http, base, token)))
+        .collect::<anyhow::Result<_>>()?;
     let mut results = Vec::new();
     for _ in 0..rounds.max(1) {
         let events_before = sim.events().len();
-        let customers: Vec<String> = tokens
-            .iter()
-            .map(|token| runtime.block_on(customer_of(http, base, token)))
-            .collect::<anyhow::Result<_>>()?;
         for customer in &customers {
             sim.shop_orders(customer, 10);
         }
