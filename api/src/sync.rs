@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 pub struct SyncStatus {
     /// The linked Stripe customer, if any.
     pub stripe_customer_id: Option<String>,
-    /// The last webhook event applied to this member's orders.
+    /// The last webhook event that changed this member's orders (one that changed nothing
+    /// is not shown here).
     pub last_webhook: Option<WebhookApplied>,
     /// The last completed reconcile.
     pub last_reconcile: Option<SyncReport>,

@@ -2,7 +2,7 @@
 //! sending events exactly as Stripe signs them.
 
 use dashboard_client::types::OrderStatus;
-use dashboard_tests::{expect_error, TestServer, WEBHOOK_SECRET};
+use dashboard_tests::{expect_error, Options, TestServer, TestStore, WEBHOOK_SECRET};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -172,17 +172,82 @@ async fn a_first_event_of_an_order_a_reconcile_cached_reads_it_after_the_refused
         .find(|e| e["type"] == "payment_intent.created")
         .cloned()
         .unwrap();
-    let calls = || ["GetItem", "TransactWriteItems"].map(|o| server.store_calls(o));
+    let calls = || ["GetItem", "TransactWriteItems", "PutItem"].map(|o| server.store_calls(o));
     let was = calls();
     let delivery = server.stripe.deliver(first["id"].as_str().unwrap()).await;
     assert_eq!((delivery.status, delivery.outcome()), (200, "applied"));
     let now = calls();
-    // The claim and, after the refused insert, the order; the insert and the ledger's write.
-    assert_eq!([now[0] - was[0], now[1] - was[1]], [2, 2]);
+    // The claim and, after the refused insert, the order; the refused insert; and, as the
+    // reconcile's snapshot already says all the event does, the ledger's record alone.
+    assert_eq!([now[0] - was[0], now[1] - was[1], now[2] - was[2]], [2, 1, 1]);
     let order = client.get_order(&pi).await.unwrap().into_inner();
     assert_eq!((order.status, order.amount), (OrderStatus::Succeeded, 1800));
     assert_eq!(client.get_profile().await.unwrap().into_inner().total_orders, 1);
     server.stop().await;
+}
+
+/// An event that says nothing the cached order does not (here, after a reconcile cached it)
+/// is recorded in the ledger alone: one conditional PutItem, no transaction, and the member's
+/// `lastWebhook` stays as it was (it names the last event that changed an order).
+#[tokio::test]
+async fn an_event_that_changes_nothing_costs_one_ledger_write_and_moves_no_sync_status() {
+    let server = TestServer::start().await;
+    let (client, customer) = server.linked_member("settled").await;
+    let before = server.stripe.events().len();
+    let pi = server.stripe.create_payment_intent(&customer, 2100, "usd", &items());
+    server.stripe.succeed(&pi);
+    let body = dashboard_client::types::SyncRequest { user_id: "settled".parse().unwrap() };
+    let report = server.admin().post_sync_member(&body).await.unwrap().into_inner();
+    assert_eq!(report.created, 1);
+    // A charge event: an intent's with items would first try to insert the order unread.
+    let charge = server.stripe.events()[before..]
+        .iter()
+        .find(|e| e["type"] == "charge.succeeded")
+        .cloned()
+        .unwrap();
+    let id = charge["id"].as_str().unwrap();
+    let calls = || ["GetItem", "TransactWriteItems", "PutItem"].map(|o| server.store_calls(o));
+    let was = calls();
+    let delivery = server.stripe.deliver(id).await;
+    assert_eq!((delivery.status, delivery.outcome()), (200, "applied"));
+    let now = calls();
+    // The claim and the order (first sighting in this process), then the ledger's record.
+    assert_eq!([now[0] - was[0], now[1] - was[1], now[2] - was[2]], [2, 0, 1]);
+    let status = client.get_sync_status().await.unwrap().into_inner();
+    assert!(status.last_webhook.is_none(), "no event changed the order: {status:?}");
+    let order = client.get_order(&pi).await.unwrap().into_inner();
+    assert_eq!((order.status, order.amount), (OrderStatus::Succeeded, 2100));
+    assert_eq!(client.get_profile().await.unwrap().into_inner().total_orders, 1);
+    // The ledger has it: a redelivery is a duplicate.
+    let again = server.stripe.deliver(id).await;
+    assert_eq!((again.status, again.outcome()), (200, "duplicate"));
+    server.stop().await;
+}
+
+/// The ledger answers for events settled without an effect too: an event about a customer
+/// nobody holds, delivered again to another instance (whose process remembers nothing of
+/// it), is a duplicate there, and its record keeps its first outcome.
+#[tokio::test]
+async fn an_unlinked_event_redelivered_to_another_instance_is_a_duplicate() {
+    let store = TestStore::persistent().await;
+    let options = Options { store: Some(store), ..Default::default() };
+    let first = TestServer::start_with(options.clone()).await;
+    let second = TestServer::start_with(options).await;
+    let stranger = first.stripe.create_customer("nobody@example.com");
+    let pi = first.stripe.create_payment_intent(&stranger, 700, "usd", &items());
+    first.stripe.succeed(&pi);
+    let events: Vec<Value> =
+        first.stripe.events().into_iter().filter(|e| e["type"] != "customer.created").collect();
+    assert!(!events.is_empty());
+    for event in &events {
+        let delivery = first.stripe.deliver(event["id"].as_str().unwrap()).await;
+        assert_eq!((delivery.status, delivery.outcome()), (200, "unlinked"), "{}", event["type"]);
+        let now = chrono::Utc::now().timestamp();
+        let again = second.stripe.post_webhook(event.to_string(), now).await;
+        assert_eq!((again.status, again.outcome()), (200, "duplicate"), "{}", event["type"]);
+    }
+    first.stop().await;
+    second.stop().await;
 }
 
 /// What Stripe says an order is, from the simulator's final objects, with its charge count.

@@ -774,7 +774,7 @@ export interface components {
             lastError?: components["schemas"]["SyncError"] | null;
             /** @description The last completed reconcile. */
             lastReconcile?: components["schemas"]["SyncReport"] | null;
-            /** @description The last webhook event applied to this member's orders. */
+            /** @description The last webhook event that changed this member's orders (one that changed nothing is not shown here). */
             lastWebhook?: components["schemas"]["WebhookApplied"] | null;
             /** @description The linked Stripe customer, if any. */
             stripeCustomerId?: string | null;

@@ -116,22 +116,44 @@ impl Store {
         }))
     }
 
-    /// Marks the event done (dropping its stored object), with its outcome.
+    /// Marks the event done (dropping its stored object), with its outcome, on condition that
+    /// the ledger does not have it done already: `false` when it had (nothing was written).
     pub async fn record_event(
         &self,
         event_id: &str,
         event_type: &str,
         outcome: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let now = chrono::Utc::now().timestamp();
-        self.client
+        let put = self
+            .client
             .put_item()
             .table_name(&self.tables.stripe_events)
             .set_item(Some(done_item(event_id, event_type, outcome, now)))
-            .send()
-            .await?;
-        Ok(())
+            .condition_expression(NOT_DONE)
+            .set_expression_attribute_names(Some(not_done_names()))
+            .set_expression_attribute_values(Some(not_done_values(now)));
+        match put.send().await.map_err(StoreError::from) {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(other) => Err(other),
+        }
     }
+}
+
+/// The condition of every write of a done record: the ledger does not have the event done.
+/// A pending record (a deferred event) or one past its time may be overwritten.
+const NOT_DONE: &str = "attribute_not_exists(eventId) OR #state = :pending OR expiresAt <= :now";
+
+fn not_done_names() -> HashMap<String, String> {
+    HashMap::from([("#state".to_string(), "state".to_string())])
+}
+
+fn not_done_values(now: i64) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (":pending".to_string(), AttributeValue::S(PENDING.into())),
+        (":now".to_string(), AttributeValue::N(now.to_string())),
+    ])
 }
 
 /// The ledger's record of an event done with.
@@ -177,39 +199,35 @@ impl From<StoreError> for AppliedWriteError {
 }
 
 impl Store {
-    /// Stores a webhook event's effect in one `TransactWriteItems`: the order's new snapshot
-    /// (when it changed), the member's `lastWebhook` (on condition that the member still holds
-    /// `customer`, and counting a new order), and the event's ledger record as applied (on
-    /// condition that the ledger does not have it applied already). One request instead of
-    /// three, and a redelivery racing its first delivery cannot apply twice. DynamoDB names
-    /// the failed condition of each item in `CancellationReasons`
+    /// Stores a webhook event's effect in one `TransactWriteItems`: the order's new snapshot,
+    /// the member's `lastWebhook` (on condition that the member still holds `customer`, and
+    /// counting a new order), and the event's ledger record as applied (on condition that the
+    /// ledger does not have it applied already). One request instead of three, and a
+    /// redelivery racing its first delivery cannot apply twice. DynamoDB names the failed
+    /// condition of each item in `CancellationReasons`
     /// (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html).
+    /// An event that changes no order is recorded with [`Store::record_event`] alone.
     pub async fn write_applied_event(
         &self,
-        change: Option<OrderChange<'_>>,
+        change: OrderChange<'_>,
         user_id: &str,
         customer: &str,
         applied: &WebhookApplied,
     ) -> Result<(), AppliedWriteError> {
         let internal = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
+        let put = Put::builder()
+            .table_name(&self.tables.order_snapshots)
+            .set_item(Some(super::orders::order_item(change.record)?));
+        let inserts = change.expected_version.is_none();
+        let put = match change.expected_version {
+            None => put.condition_expression("attribute_not_exists(orderId)"),
+            Some(version) => put
+                .condition_expression("#v = :v")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":v", AttributeValue::N(version.to_string())),
+        };
         let mut items = Vec::with_capacity(3);
-        let mut inserts = false;
-        if let Some(change) = &change {
-            let put = Put::builder()
-                .table_name(&self.tables.order_snapshots)
-                .set_item(Some(super::orders::order_item(change.record)?));
-            let put = match change.expected_version {
-                None => {
-                    inserts = true;
-                    put.condition_expression("attribute_not_exists(orderId)")
-                }
-                Some(version) => put
-                    .condition_expression("#v = :v")
-                    .expression_attribute_names("#v", "version")
-                    .expression_attribute_values(":v", AttributeValue::N(version.to_string())),
-            };
-            items.push(TransactWriteItem::builder().put(put.build().map_err(internal)?).build());
-        }
+        items.push(TransactWriteItem::builder().put(put.build().map_err(internal)?).build());
         let expression = if inserts {
             "SET lastWebhook = :w ADD orderCount :one"
         } else {
@@ -233,18 +251,13 @@ impl Store {
         let ledger = Put::builder()
             .table_name(&self.tables.stripe_events)
             .set_item(Some(done_item(&applied.event_id, &applied.event_type, "applied", now)))
-            // A pending record (a deferred event) or one past its time may be overwritten.
-            .condition_expression(
-                "attribute_not_exists(eventId) OR #state = :pending OR expiresAt <= :now",
-            )
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":pending", AttributeValue::S(PENDING.into()))
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .condition_expression(NOT_DONE)
+            .set_expression_attribute_names(Some(not_done_names()))
+            .set_expression_attribute_values(Some(not_done_values(now)))
             .build()
             .map_err(internal)?;
         items.push(TransactWriteItem::builder().put(ledger).build());
-        let order_at = change.is_some().then_some(0);
-        let (profile_at, ledger_at) = (items.len() - 2, items.len() - 1);
+        let (order_at, profile_at, ledger_at) = (0, 1, 2);
         let result =
             self.client.transact_write_items().set_transact_items(Some(items)).send().await;
         let Err(error) = result else { return Ok(()) };
@@ -260,7 +273,7 @@ impl Store {
             Err(AppliedWriteError::Duplicate)
         } else if failed(profile_at) {
             Err(AppliedWriteError::NotLinked)
-        } else if order_at.is_some_and(failed) {
+        } else if failed(order_at) {
             Err(AppliedWriteError::OrderChanged)
         } else {
             Err(AppliedWriteError::Store(StoreError::from(error)))
