@@ -19,6 +19,7 @@ pub(super) struct Turns {
 pub(super) struct Turn<'a> {
     turns: &'a Turns,
     intent_id: String,
+    patience: Option<std::time::Duration>,
     /// `None`: the caller went on without its turn.
     guard: Option<OwnedMutexGuard<()>>,
 }
@@ -36,17 +37,45 @@ impl Turns {
             let mut held = self.held.lock().unwrap();
             Arc::clone(held.entry(intent_id.to_string()).or_default())
         };
-        let acquire = lock.lock_owned();
-        let guard = match patience {
-            None => Some(acquire.await),
-            Some(limit) => tokio::time::timeout(limit, acquire).await.ok(),
-        };
-        Turn { turns: self, intent_id: intent_id.to_string(), guard }
+        let guard = acquire(lock, patience).await;
+        Turn { turns: self, intent_id: intent_id.to_string(), patience, guard }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
         self.held.lock().unwrap().len()
+    }
+}
+
+/// The lock, waited for at most `patience`; tokio's mutex serves waiters in the order they
+/// came.
+async fn acquire(
+    lock: Arc<AsyncMutex<()>>,
+    patience: Option<std::time::Duration>,
+) -> Option<OwnedMutexGuard<()>> {
+    match patience {
+        None => Some(lock.lock_owned().await),
+        Some(limit) => tokio::time::timeout(limit, lock.lock_owned()).await.ok(),
+    }
+}
+
+impl Turn<'_> {
+    /// Lets the events of this intent that wait for the turn go first, then takes it again
+    /// (with the same patience); `false`, doing nothing, when none waits. An event that cannot
+    /// be applied without Stripe because it came before its order's first event (a charge
+    /// ahead of `payment_intent.created`, which Stripe sends at the same moment) gives that
+    /// event its chance to write the order first.
+    pub(super) async fn let_waiting_go_first(&mut self) -> bool {
+        let Some(guard) = self.guard.take() else { return false };
+        let lock = Arc::clone(OwnedMutexGuard::mutex(&guard));
+        // The map's reference, the guard's and this one: any more are waiters'.
+        if Arc::strong_count(&lock) <= 3 {
+            self.guard = Some(guard);
+            return false;
+        }
+        drop(guard);
+        self.guard = acquire(lock, self.patience).await;
+        true
     }
 }
 
@@ -91,6 +120,29 @@ mod tests {
         }
         assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
         assert_eq!(turns.len(), 0, "no lock is kept once nobody holds or awaits it");
+    }
+
+    #[tokio::test]
+    async fn a_turn_lets_the_events_waiting_for_it_go_first_once_asked() {
+        let turns = Arc::new(Turns::default());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut first = turns.take("pi_1", None).await;
+        assert!(!first.let_waiting_go_first().await, "nobody waits yet");
+        let waiting = {
+            let (turns, order) = (Arc::clone(&turns), Arc::clone(&order));
+            tokio::spawn(async move {
+                let _turn = turns.take("pi_1", None).await;
+                order.lock().unwrap().push("waiting");
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(first.let_waiting_go_first().await);
+        order.lock().unwrap().push("first, again");
+        assert!(first.guard.is_some(), "the turn is held again");
+        drop(first);
+        waiting.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), vec!["waiting", "first, again"]);
+        assert_eq!(turns.len(), 0);
     }
 
     #[tokio::test]

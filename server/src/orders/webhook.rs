@@ -112,7 +112,7 @@ impl OrderService {
             Patience::Wait => None,
             Patience::Once | Patience::Never => Some(TURN_PATIENCE),
         };
-        let _turn = self.turns.take(intent_id, patience).await;
+        let mut turn = self.turns.take(intent_id, patience).await;
         let payload = crate::stripe::payload(object);
         // A PaymentIntent, charge or session that names no customer (a guest's) belongs to no
         // member.
@@ -160,11 +160,23 @@ impl OrderService {
                 (user_id, cached)
             }
         };
+        let mut yielded = false;
         for _ in 0..WRITE_ATTEMPTS {
             let now = Utc::now();
             let fresh = match plan(&payload, cached.as_ref(), now) {
                 Plan::Nothing => None,
                 Plan::Refetch => {
+                    // No order to apply this event to: if other events of the intent wait,
+                    // its first may be among them (Stripe sends them together, and they can
+                    // overtake each other on the way in); let them go first, once, and plan
+                    // against what they wrote before asking Stripe.
+                    if cached.is_none() && !yielded && turn.let_waiting_go_first().await {
+                        yielded = true;
+                        cached = self.recent.get(intent_id, &customer);
+                        if cached.is_some() {
+                            continue;
+                        }
+                    }
                     return self.apply_refetched(event_id, event_type, intent_id).await;
                 }
                 Plan::FetchItems(session, intent) => {
