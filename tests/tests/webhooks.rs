@@ -155,31 +155,48 @@ async fn an_orders_events_cost_one_store_call_each_and_a_redelivery_none() {
     server.stop().await;
 }
 
+/// A linked member's order, paid, then cached by a reconcile; the events Stripe sent about it.
+async fn an_order_a_reconcile_cached(
+    server: &TestServer,
+    user: &str,
+    amount: i64,
+) -> (dashboard_client::Client, String, Vec<Value>) {
+    let (client, customer) = server.linked_member(user).await;
+    let before = server.stripe.events().len();
+    let pi = server.stripe.create_payment_intent(&customer, amount, "usd", &items());
+    server.stripe.succeed(&pi);
+    let body = dashboard_client::types::SyncRequest { user_id: user.parse().unwrap() };
+    let report = server.admin().post_sync_member(&body).await.unwrap().into_inner();
+    assert_eq!(report.created, 1);
+    (client, pi, server.stripe.events()[before..].to_vec())
+}
+
+/// Delivers the first event of `event_type` among `events`, expecting it applied; returns
+/// the GetItem, TransactWriteItems and PutItem calls it made, and its id.
+async fn deliver_counting(
+    server: &TestServer,
+    events: &[Value],
+    event_type: &str,
+) -> ([u64; 3], String) {
+    let event = events.iter().find(|e| e["type"] == event_type).unwrap();
+    let calls = || ["GetItem", "TransactWriteItems", "PutItem"].map(|o| server.store_calls(o));
+    let was = calls();
+    let delivery = server.stripe.deliver(event["id"].as_str().unwrap()).await;
+    assert_eq!((delivery.status, delivery.outcome()), (200, "applied"), "{event_type}");
+    let now = calls();
+    ([0, 1, 2].map(|i| now[i] - was[i]), event["id"].as_str().unwrap().to_string())
+}
+
 /// The first event's insert without a read is refused when a reconcile cached the order
 /// first: the order is read then and planned against, once, and counted once.
 #[tokio::test]
 async fn a_first_event_of_an_order_a_reconcile_cached_reads_it_after_the_refused_insert() {
     let server = TestServer::start().await;
-    let (client, customer) = server.linked_member("early-sync").await;
-    let before = server.stripe.events().len();
-    let pi = server.stripe.create_payment_intent(&customer, 1800, "usd", &items());
-    server.stripe.succeed(&pi);
-    let body = dashboard_client::types::SyncRequest { user_id: "early-sync".parse().unwrap() };
-    let report = server.admin().post_sync_member(&body).await.unwrap().into_inner();
-    assert_eq!(report.created, 1);
-    let first = server.stripe.events()[before..]
-        .iter()
-        .find(|e| e["type"] == "payment_intent.created")
-        .cloned()
-        .unwrap();
-    let calls = || ["GetItem", "TransactWriteItems", "PutItem"].map(|o| server.store_calls(o));
-    let was = calls();
-    let delivery = server.stripe.deliver(first["id"].as_str().unwrap()).await;
-    assert_eq!((delivery.status, delivery.outcome()), (200, "applied"));
-    let now = calls();
+    let (client, pi, events) = an_order_a_reconcile_cached(&server, "early-sync", 1800).await;
     // The claim and, after the refused insert, the order; the refused insert; and, as the
     // reconcile's snapshot already says all the event does, the ledger's record alone.
-    assert_eq!([now[0] - was[0], now[1] - was[1], now[2] - was[2]], [2, 1, 1]);
+    let (calls, _) = deliver_counting(&server, &events, "payment_intent.created").await;
+    assert_eq!(calls, [2, 1, 1]);
     let order = client.get_order(&pi).await.unwrap().into_inner();
     assert_eq!((order.status, order.amount), (OrderStatus::Succeeded, 1800));
     assert_eq!(client.get_profile().await.unwrap().into_inner().total_orders, 1);
@@ -192,41 +209,25 @@ async fn a_first_event_of_an_order_a_reconcile_cached_reads_it_after_the_refused
 #[tokio::test]
 async fn an_event_that_changes_nothing_costs_one_ledger_write_and_moves_no_sync_status() {
     let server = TestServer::start().await;
-    let (client, customer) = server.linked_member("settled").await;
-    let before = server.stripe.events().len();
-    let pi = server.stripe.create_payment_intent(&customer, 2100, "usd", &items());
-    server.stripe.succeed(&pi);
-    let body = dashboard_client::types::SyncRequest { user_id: "settled".parse().unwrap() };
-    let report = server.admin().post_sync_member(&body).await.unwrap().into_inner();
-    assert_eq!(report.created, 1);
-    // A charge event: an intent's with items would first try to insert the order unread.
-    let charge = server.stripe.events()[before..]
-        .iter()
-        .find(|e| e["type"] == "charge.succeeded")
-        .cloned()
-        .unwrap();
-    let id = charge["id"].as_str().unwrap();
-    let calls = || ["GetItem", "TransactWriteItems", "PutItem"].map(|o| server.store_calls(o));
-    let was = calls();
-    let delivery = server.stripe.deliver(id).await;
-    assert_eq!((delivery.status, delivery.outcome()), (200, "applied"));
-    let now = calls();
-    // The claim and the order (first sighting in this process), then the ledger's record.
-    assert_eq!([now[0] - was[0], now[1] - was[1], now[2] - was[2]], [2, 0, 1]);
+    let (client, pi, events) = an_order_a_reconcile_cached(&server, "settled", 2100).await;
+    // A charge event (an intent's, with items, would first try to insert the order unread):
+    // the claim and the order (first sighting in this process), then the ledger's record.
+    let (calls, id) = deliver_counting(&server, &events, "charge.succeeded").await;
+    assert_eq!(calls, [2, 0, 1]);
     let status = client.get_sync_status().await.unwrap().into_inner();
     assert!(status.last_webhook.is_none(), "no event changed the order: {status:?}");
     let order = client.get_order(&pi).await.unwrap().into_inner();
     assert_eq!((order.status, order.amount), (OrderStatus::Succeeded, 2100));
     assert_eq!(client.get_profile().await.unwrap().into_inner().total_orders, 1);
     // The ledger has it: a redelivery is a duplicate.
-    let again = server.stripe.deliver(id).await;
+    let again = server.stripe.deliver(&id).await;
     assert_eq!((again.status, again.outcome()), (200, "duplicate"));
     server.stop().await;
 }
 
 /// The ledger answers for events settled without an effect too: an event about a customer
 /// nobody holds, delivered again to another instance (whose process remembers nothing of
-/// it), is a duplicate there, and its record keeps its first outcome.
+/// it), is a duplicate there.
 #[tokio::test]
 async fn an_unlinked_event_redelivered_to_another_instance_is_a_duplicate() {
     let store = TestStore::persistent().await;
