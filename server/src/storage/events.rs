@@ -4,7 +4,11 @@
 
 use super::orders::OrderRecord;
 use super::{Store, StoreError};
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextMut;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::operation::transact_write_items::{
+    TransactWriteItemsError, TransactWriteItemsInput,
+};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use dashboard_api::WebhookApplied;
 use std::collections::HashMap;
@@ -258,8 +262,14 @@ impl Store {
             .map_err(internal)?;
         items.push(TransactWriteItem::builder().put(ledger).build());
         let (order_at, profile_at, ledger_at) = (0, 1, 2);
-        let result =
-            self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .customize()
+            .interceptor(WithoutRequestToken)
+            .send()
+            .await;
         let Err(error) = result else { return Ok(()) };
         let reasons = match error.as_service_error() {
             Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
@@ -278,5 +288,35 @@ impl Store {
         } else {
             Err(AppliedWriteError::Store(StoreError::from(error)))
         }
+    }
+}
+
+/// Sends a `TransactWriteItems` without the `ClientRequestToken` the SDK adds to every one
+/// (`API_TransactWriteItems.html`: the token is optional; it makes a repeated call within ten
+/// minutes a no-op). A webhook's transaction needs none: it is all or nothing, and its ledger
+/// `Put` is conditioned on the event not being done, so a retry of a call that did succeed is
+/// refused whole and answers `Duplicate`. Real DynamoDB charges nothing for the token either
+/// way; the emulators keep every token of the last ten minutes, and dynoxide scans them all on
+/// each tokened transaction (a third of its CPU per webhook under load).
+#[derive(Debug)]
+struct WithoutRequestToken;
+
+impl Intercept for WithoutRequestToken {
+    fn name(&self) -> &'static str {
+        "WithoutRequestToken"
+    }
+
+    // Operation interceptors run after the SDK's own (its token interceptor included); the
+    // tests count tokened transactions (`rules::TOKENED`) to hold that.
+    fn modify_before_serialization(
+        &self,
+        context: &mut BeforeSerializationInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        if let Some(input) = context.input_mut().downcast_mut::<TransactWriteItemsInput>() {
+            input.client_request_token = None;
+        }
+        Ok(())
     }
 }

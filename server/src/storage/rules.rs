@@ -93,6 +93,9 @@ impl CallCounts {
     }
 }
 
+/// The count of requests that carried a `ClientRequestToken` (any operation).
+pub const TOKENED: &str = "ClientRequestToken";
+
 /// A request real DynamoDB would reject (or that would silently misbehave there).
 #[derive(Debug, thiserror::Error)]
 #[error("request breaks a DynamoDB rule: {0}")]
@@ -119,6 +122,9 @@ impl Intercept for RulesInterceptor {
         self.calls.add(&operation);
         let Some(body) = request.body().bytes() else { return Ok(()) };
         let Ok(body) = serde_json::from_slice::<Value>(body) else { return Ok(()) };
+        if body.get("ClientRequestToken").is_some() {
+            self.calls.add(TOKENED);
+        }
         check(&operation, &body).map_err(|v| Box::new(v) as _)
     }
 }
