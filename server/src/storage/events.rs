@@ -219,19 +219,10 @@ impl Store {
         applied: &WebhookApplied,
     ) -> Result<(), AppliedWriteError> {
         let internal = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
-        let put = Put::builder()
-            .table_name(&self.tables.order_snapshots)
-            .set_item(Some(super::orders::order_item(change.record)?));
+        let (put, _) = self.order_put(change.record, change.expected_version)?;
         let inserts = change.expected_version.is_none();
-        let put = match change.expected_version {
-            None => put.condition_expression("attribute_not_exists(orderId)"),
-            Some(version) => put
-                .condition_expression("#v = :v")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":v", AttributeValue::N(version.to_string())),
-        };
         let mut items = Vec::with_capacity(3);
-        items.push(TransactWriteItem::builder().put(put.build().map_err(internal)?).build());
+        items.push(TransactWriteItem::builder().put(put).build());
         let expression = if inserts {
             "SET lastWebhook = :w ADD orderCount :one"
         } else {

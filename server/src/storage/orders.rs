@@ -564,14 +564,8 @@ impl Store {
         let mut actions = Vec::with_capacity(records.len() + 1);
         let mut bytes = 0;
         for record in records {
-            let item = order_item(record)?;
-            bytes += item_bytes(&item);
-            let put = Put::builder()
-                .table_name(&self.tables.order_snapshots)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(orderId)")
-                .build()
-                .map_err(internal)?;
+            let (put, size) = self.order_put(record, None)?;
+            bytes += size;
             actions.push(TransactWriteItem::builder().put(put).build());
         }
         if bytes > MAX_TRANSACTION_BYTES {
@@ -591,6 +585,28 @@ impl Store {
         actions.push(TransactWriteItem::builder().update(count.build().map_err(internal)?).build());
         self.client.transact_write_items().set_transact_items(Some(actions)).send().await?;
         Ok(())
+    }
+
+    /// A transaction's `Put` of an order snapshot and the item's size: a new order on condition
+    /// that none exists (`expected_version` `None`), else on condition that the stored one is
+    /// still at `expected_version`.
+    pub(super) fn order_put(
+        &self,
+        record: &OrderRecord,
+        expected_version: Option<u64>,
+    ) -> Result<(Put, usize), StoreError> {
+        let item = order_item(record)?;
+        let size = item_bytes(&item);
+        let put = Put::builder().table_name(&self.tables.order_snapshots).set_item(Some(item));
+        let put = match expected_version {
+            None => put.condition_expression("attribute_not_exists(orderId)"),
+            Some(version) => put
+                .condition_expression("#v = :v")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":v", AttributeValue::N(version.to_string())),
+        };
+        let put = put.build().map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok((put, size))
     }
 
     /// Deletes the member's cached orders of any customer but `keep` (`None`: of every
