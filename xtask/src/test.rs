@@ -15,7 +15,7 @@ use crate::process::{cargo, free_port, npm, step, wait_ready, DevServer, KillOnD
 use crate::repo_root;
 use crate::tools::{chromium, has_nextest, venv};
 use anyhow::{bail, Context};
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -210,7 +210,10 @@ const CONTRACT_MAX_EXAMPLES: &str = "500";
 fn contract_tests(root: &Utf8Path) -> anyhow::Result<()> {
     use std::io::{BufRead, BufReader};
     let st = venv(root)?.join("bin/st");
-    let server = DevServer::start(root, &["--no-seed"])?;
+    // The per-member limit of profile writes (10 a minute by default) would answer nearly every
+    // write 429 after the first phase's: the contract run checks answers against the spec, and
+    // `tests/tests/limits.rs` checks the limit.
+    let server = DevServer::start(root, &["--no-seed", "--profile-writes-per-minute", "1000000"])?;
     let (data_dir, port) = (server.data_dir.clone(), server.port);
     let base = format!("http://127.0.0.1:{port}");
     let server_bin = root.join("target/debug/dashboard-server");
@@ -222,11 +225,12 @@ fn contract_tests(root: &Utf8Path) -> anyhow::Result<()> {
         bail!("mint-token failed: {}", String::from_utf8_lossy(&token.stderr));
     }
     let token = String::from_utf8(token.stdout)?.trim().to_owned();
+    let schema = contract_schema(root)?;
     eprintln!("==> schemathesis (--checks all --mode all)");
     let started = Instant::now();
     let mut child = Command::new(&st)
         .args(["--config-file", root.join("schemathesis.toml").as_str()])
-        .args(["run", root.join("openapi/dashboard.json").as_str(), "--url", &base])
+        .args(["run", schema.as_str(), "--url", &base])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--checks", "all", "--mode", "all"])
         .args(["--max-examples", CONTRACT_MAX_EXAMPLES, "--seed", "1", "--no-color"])
@@ -253,6 +257,53 @@ fn contract_tests(root: &Utf8Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The checked-in spec with OpenAPI links that say where a profile write's `If-Match` comes
+/// from, written under `target/contract/` for the contract run (see [`with_etag_links`]); the
+/// checked-in spec stays what the server emits.
+fn contract_schema(root: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
+    let spec =
+        serde_json::from_str(&std::fs::read_to_string(root.join("openapi/dashboard.json"))?)?;
+    let dir = root.join("target/contract");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("dashboard.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&with_etag_links(spec)?)?)?;
+    Ok(path)
+}
+
+/// The profile writes (`PUT`, `PATCH`, `DELETE`) linked from every answer that carries the
+/// profile's `ETag` (a read's, or a write's), as their `If-Match`. Dropshot cannot declare
+/// links, and without them schemathesis never holds the profile's current version: every write
+/// it generated was refused (412 or 428), so no successful write's answer was ever checked. Its
+/// stateful phase follows these links.
+fn with_etag_links(mut spec: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    use serde_json::{json, Map, Value};
+    let links: Map<String, Value> = PROFILE_WRITES
+        .iter()
+        .map(|target| {
+            let link = json!({
+                "operationId": target,
+                "parameters": { "header.If-Match": "$response.header.ETag" },
+            });
+            (format!("{target}_with_its_etag"), link)
+        })
+        .collect();
+    let profile = &mut spec["paths"]["/dashboard/profile"];
+    for source in ["get", "put", "patch"] {
+        let ok = profile[source]["responses"]
+            .get_mut("200")
+            .and_then(Value::as_object_mut)
+            .with_context(|| format!("{source} /dashboard/profile has no 200 answer"))?;
+        if ok.get("headers").and_then(|h| h.get("ETag")).is_none() {
+            bail!("{source} /dashboard/profile's 200 answer declares no ETag header");
+        }
+        ok.insert("links".into(), Value::Object(links.clone()));
+    }
+    Ok(spec)
+}
+
+/// The operations that need the profile's current version in `If-Match`.
+const PROFILE_WRITES: [&str; 3] = ["put_profile", "patch_profile", "delete_profile"];
 
 /// The example dashboard in headless Chromium (Playwright) against the real server on its
 /// development default (demo member, simulator orders), served by `vite preview`.
@@ -289,4 +340,48 @@ fn browser_tests(root: &Utf8Path) -> anyhow::Result<()> {
         server.print_log_tail();
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    #[test]
+    fn the_contract_spec_links_each_etag_to_every_profile_write() {
+        let text = std::fs::read_to_string(crate::repo_root().join("openapi/dashboard.json"))
+            .expect("the checked-in spec");
+        let spec = super::with_etag_links(serde_json::from_str(&text).unwrap()).unwrap();
+        let paths = spec["paths"].as_object().unwrap();
+        let ids: Vec<&str> = paths
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|operation| operation["operationId"].as_str())
+            .collect();
+        for source in ["get", "put", "patch"] {
+            let links = spec["paths"]["/dashboard/profile"][source]["responses"]["200"]["links"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{source} has no links"));
+            let targets: Vec<&str> =
+                links.values().map(|link| link["operationId"].as_str().unwrap()).collect();
+            assert_eq!(targets.len(), super::PROFILE_WRITES.len(), "{source}");
+            for link in links.values() {
+                assert!(ids.contains(&link["operationId"].as_str().unwrap()), "{link}");
+                assert_eq!(
+                    link["parameters"]["header.If-Match"],
+                    Value::from("$response.header.ETag")
+                );
+            }
+        }
+        // Each target takes `If-Match` as a header parameter, so the link fills a real slot.
+        for write in ["put", "patch", "delete"] {
+            let parameters = spec["paths"]["/dashboard/profile"][write]["parameters"].as_array();
+            let names: Vec<&str> = parameters
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "header")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            assert_eq!(names, ["If-Match"], "{write}");
+        }
+    }
 }
