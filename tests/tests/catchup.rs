@@ -123,6 +123,55 @@ async fn undelivered_changes_show_up_after_one_run_with_one_list_request_per_hun
     server.stop().await;
 }
 
+/// Orders whose first card was declined and whose second attempt succeeded within the same
+/// second cost the catch-up no re-fetch: the failed attempt's intent state is superseded by
+/// the terminal one listed after it, and the declined charge still shows in the order.
+#[tokio::test]
+async fn a_declined_then_paid_order_costs_the_catch_up_no_refetch() {
+    let server = lambda_server().await;
+    let (client, customer) = server.linked_member("catch-up-retried").await;
+    let now = Utc::now().timestamp();
+    put_checkpoint(&server, now - 3_600).await;
+    server.stripe.set_clock(now - 1_800);
+    let intents: Vec<String> = (0..30)
+        .map(|n| {
+            let amount = 2_000 + n;
+            let pi = server.stripe.create_payment_intent(
+                &customer,
+                amount,
+                "usd",
+                &[ItemSpec::new("Tote", 1, amount)],
+            );
+            server.stripe.fail(&pi);
+            server.stripe.succeed(&pi);
+            pi
+        })
+        .collect();
+    server.stripe.reset_request_count();
+
+    let report = run_schedule(&server).await;
+
+    assert_eq!(report["mode"], "catch_up", "{report}");
+    assert_eq!(count(&report["refetchRequests"]), 0, "{report}");
+    assert_eq!(count(&report["stripeRequests"]), count(&report["listRequests"]), "{report}");
+    assert_eq!(count(&report["superseded"]), intents.len() as u64, "{report}");
+    assert_eq!(
+        count(&report["applied"]) + count(&report["superseded"]),
+        count(&report["events"]),
+        "{report}"
+    );
+    for pi in &intents {
+        let order = client.get_order(pi).await.unwrap().into_inner();
+        let (status, refunded) = dashboard_tests::stripe_order_state(&server.stripe, pi);
+        assert_eq!((order.status, order.amount_refunded), (status, refunded), "{pi}");
+        assert_eq!(order.status, OrderStatus::Succeeded);
+        let mut charges: Vec<&str> = order.charges.iter().map(|c| c.status.as_str()).collect();
+        charges.sort_unstable();
+        assert_eq!(charges, ["failed", "succeeded"], "{pi}: both attempts");
+    }
+    server.stop().await;
+}
+
 /// A second run re-reads the overlap before the checkpoint, and the ledger drops all of it:
 /// nothing is applied again and nothing but the list reaches Stripe.
 #[tokio::test]

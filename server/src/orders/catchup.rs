@@ -67,6 +67,7 @@ struct Counts {
     duplicates: u64,
     unlinked: u64,
     ignored: u64,
+    superseded: u64,
 }
 
 impl Counts {
@@ -75,6 +76,7 @@ impl Counts {
             "applied" => self.applied += 1,
             "duplicate" => self.duplicates += 1,
             "unlinked" => self.unlinked += 1,
+            "superseded" => self.superseded += 1,
             _ => self.ignored += 1,
         }
     }
@@ -84,6 +86,7 @@ impl Counts {
         self.duplicates += other.duplicates;
         self.unlinked += other.unlinked;
         self.ignored += other.ignored;
+        self.superseded += other.superseded;
     }
 
     fn add_to(&self, report: &mut CatchUpReport) {
@@ -91,6 +94,7 @@ impl Counts {
         report.duplicates += self.duplicates;
         report.unlinked += self.unlinked;
         report.ignored += self.ignored;
+        report.superseded += self.superseded;
     }
 }
 
@@ -136,6 +140,9 @@ pub struct CatchUpReport {
     /// Events about a customer no member is linked to, or an intent Stripe no longer has.
     pub unlinked: u64,
     pub ignored: u64,
+    /// PaymentIntent events left unapplied because a later event of the run ends the same
+    /// intent (see [`superseded`]).
+    pub superseded: u64,
     /// Stripe requests of the Events list (ceil(events / 100), retries included).
     pub list_requests: u64,
     /// Stripe requests the webhook path made while applying the events.
@@ -284,7 +291,12 @@ impl OrderService {
         events: Vec<ListedEvent>,
     ) -> (Counts, Option<(String, DomainError)>) {
         let mut counts = Counts::default();
-        for event in events {
+        let skip = superseded(&events);
+        for (event, skip) in events.into_iter().zip(skip) {
+            if skip {
+                counts.add("superseded");
+                continue;
+            }
             match self.apply_event(&event.id, &event.event_type, &event.object).await {
                 Ok(outcome) => counts.add(outcome),
                 Err(error) => return (counts, Some((event.id.clone(), error))),
@@ -312,6 +324,38 @@ impl OrderService {
     }
 }
 
+/// Which of one intent's events (oldest first) a later event of the same list makes moot: a
+/// PaymentIntent state of an attempt under way or failed (`payment_failed`, `processing`,
+/// `requires_action`, ...), followed by a terminal state of the intent (`succeeded`,
+/// `canceled`), once an earlier PaymentIntent event of the list has given the order its
+/// snapshot. Such states move back and forth and cannot be ordered against the cache
+/// (`snapshot::plan`), so applying one costs a re-fetch (a declined card retried within the
+/// second: one order in eight of the simulator's shop), while the terminal event carries the
+/// whole intent as it is later, and never changes again
+/// (<https://docs.stripe.com/payments/paymentintents/lifecycle>). The attempt's charge has
+/// events of its own, which are applied. A webhook cannot do this: it sees one event. A skipped
+/// event is not written to the ledger; were it delivered later, it plans as older than the
+/// terminal state and changes nothing.
+fn superseded(events: &[ListedEvent]) -> Vec<bool> {
+    const TERMINAL: [&str; 2] = ["payment_intent.succeeded", "payment_intent.canceled"];
+    let intent_event = |e: &ListedEvent| e.event_type.starts_with("payment_intent.");
+    let last_terminal = events.iter().rposition(|e| TERMINAL.contains(&e.event_type.as_str()));
+    let mut seen_intent = false;
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let moot = seen_intent
+                && intent_event(event)
+                && event.event_type != "payment_intent.created"
+                && !TERMINAL.contains(&event.event_type.as_str())
+                && last_terminal.is_some_and(|last| i < last);
+            seen_intent |= intent_event(event);
+            moot
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +371,45 @@ mod tests {
         let unique: std::collections::HashSet<_> = HANDLED_TYPES.iter().collect();
         assert_eq!(unique.len(), HANDLED_TYPES.len());
         assert!(HANDLED_TYPES.len() <= 20);
+    }
+
+    /// Only an attempt's intent states between the order's first intent event and a later
+    /// terminal one are moot; charges, the first sighting and the terminal state are applied.
+    #[test]
+    fn an_attempts_intent_states_before_a_terminal_one_are_superseded() {
+        let events = |kinds: &[&str]| -> Vec<ListedEvent> {
+            let event = |(n, kind): (usize, &&str)| ListedEvent {
+                id: format!("evt_{n}"),
+                event_type: kind.to_string(),
+                created: 1,
+                object: Value::Null,
+            };
+            kinds.iter().enumerate().map(event).collect()
+        };
+        let retried = events(&[
+            "payment_intent.created",
+            "charge.failed",
+            "payment_intent.payment_failed",
+            "payment_intent.requires_action",
+            "charge.succeeded",
+            "payment_intent.succeeded",
+            "charge.updated",
+        ]);
+        assert_eq!(superseded(&retried), [false, false, true, true, false, false, false]);
+        // No terminal state after it: the failure is the newest the list knows.
+        let failed =
+            events(&["payment_intent.created", "charge.failed", "payment_intent.payment_failed"]);
+        assert_eq!(superseded(&failed), [false; 3]);
+        // No intent event before it (its order may not be cached): applied, as a webhook.
+        let late = events(&["payment_intent.payment_failed", "payment_intent.canceled"]);
+        assert_eq!(superseded(&late), [false; 2]);
+        // After the terminal state: applied (it plans as older and changes nothing).
+        let after = events(&[
+            "payment_intent.created",
+            "payment_intent.succeeded",
+            "payment_intent.processing",
+        ]);
+        assert_eq!(superseded(&after), [false; 3]);
     }
 
     /// The schedule's answer keeps the sweep's fields and adds the catch-up's.
