@@ -125,7 +125,8 @@ async fn undelivered_changes_show_up_after_one_run_with_one_list_request_per_hun
 
 /// Orders whose first card was declined and whose second attempt succeeded within the same
 /// second cost the catch-up no re-fetch: the failed attempt's intent state is superseded by
-/// the terminal one listed after it, and the declined charge still shows in the order.
+/// the terminal one listed after it, and the declined charge still shows in the order. One
+/// such order's events straddle the first two chunks of 100.
 #[tokio::test]
 async fn a_declined_then_paid_order_costs_the_catch_up_no_refetch() {
     let server = lambda_server().await;
@@ -133,6 +134,9 @@ async fn a_declined_then_paid_order_costs_the_catch_up_no_refetch() {
     let now = Utc::now().timestamp();
     put_checkpoint(&server, now - 3_600).await;
     server.stripe.set_clock(now - 1_800);
+    // Six events first, then five per declined order: the 19th's `payment_failed` is the
+    // 99th event and its `succeeded` the 101st, in the next chunk.
+    assert_eq!(undelivered_orders(&server, &customer, 2), 6);
     let intents: Vec<String> = (0..30)
         .map(|n| {
             let amount = 2_000 + n;
@@ -154,6 +158,7 @@ async fn a_declined_then_paid_order_costs_the_catch_up_no_refetch() {
     assert_eq!(report["mode"], "catch_up", "{report}");
     assert_eq!(count(&report["refetchRequests"]), 0, "{report}");
     assert_eq!(count(&report["stripeRequests"]), count(&report["listRequests"]), "{report}");
+    assert_eq!(count(&report["events"]), 6 + 5 * intents.len() as u64, "{report}");
     assert_eq!(count(&report["superseded"]), intents.len() as u64, "{report}");
     assert_eq!(
         count(&report["applied"]) + count(&report["superseded"]),

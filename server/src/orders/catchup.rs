@@ -24,6 +24,7 @@ use dashboard_api::ScheduledSyncReport;
 use serde::Serialize;
 use serde_json::Value;
 use slog::warn;
+use std::collections::{HashMap, HashSet};
 
 /// The event types the webhook path applies (`webhook::intent_of`), by name: `types[]` takes
 /// at most 20 exact names and no wildcard (<https://docs.stripe.com/api/events/list>), so the
@@ -230,11 +231,20 @@ impl OrderService {
         let events = self.list_events(checkpoint - OVERLAP_SECS).await?;
         report.events = events.len() as u64;
         report.list_requests = self.stripe.requests() - before;
+        // Over the whole list, not per chunk: an intent's events often straddle two chunks.
+        let moot: HashSet<String> = by_intent(&events)
+            .0
+            .into_iter()
+            .flat_map(|(_, group)| {
+                let skip = superseded(&group);
+                group.into_iter().zip(skip).filter(|(_, skip)| *skip).map(|(e, _)| e.id.clone())
+            })
+            .collect();
         // A chunk at a time, oldest first; the checkpoint moves after each chunk, so a run
         // that fails or runs out of time resumes there (and re-reads at most one chunk,
         // which the ledger drops).
         for chunk in events.chunks(CHUNK) {
-            let (counts, failure) = self.apply_chunk(chunk).await;
+            let (counts, failure) = self.apply_chunk(chunk, &moot).await;
             counts.add_to(&mut report);
             if let Some((event_id, error)) = failure {
                 report.stripe_requests = self.stripe.requests() - before;
@@ -257,23 +267,20 @@ impl OrderService {
 
     /// Applies a chunk of events (oldest first): one PaymentIntent's events in order, several
     /// intents at once. An intent's remaining events stop at its first failure; the first
-    /// failure is returned.
-    async fn apply_chunk(&self, chunk: &[ListedEvent]) -> (Counts, Option<(String, DomainError)>) {
+    /// failure is returned. Events in `moot` are counted as superseded, not applied.
+    async fn apply_chunk(
+        &self,
+        chunk: &[ListedEvent],
+        moot: &HashSet<String>,
+    ) -> (Counts, Option<(String, DomainError)>) {
         use futures::StreamExt;
-        let mut counts = Counts::default();
-        let mut by_intent: Vec<(String, Vec<ListedEvent>)> = Vec::new();
-        for event in chunk {
-            match intent_of(&event.event_type, &event.object) {
-                Some(intent) => match by_intent.iter_mut().find(|(id, _)| *id == intent) {
-                    Some((_, events)) => events.push(event.clone()),
-                    None => by_intent.push((intent, vec![event.clone()])),
-                },
-                // Not about an order: the webhook path would ignore it too.
-                None => counts.ignored += 1,
-            }
-        }
-        let results: Vec<_> = futures::stream::iter(by_intent)
-            .map(|(_, events)| self.apply_in_order(events))
+        let (groups, ignored) = by_intent(chunk);
+        let mut counts = Counts { ignored, ..Counts::default() };
+        // Owned, so the futures below borrow nothing of this call's locals.
+        let groups: Vec<Vec<ListedEvent>> =
+            groups.into_iter().map(|(_, events)| events.into_iter().cloned().collect()).collect();
+        let results: Vec<_> = futures::stream::iter(groups)
+            .map(|events| self.apply_in_order(events, moot))
             .buffer_unordered(self.config.schedule_concurrency.max(1))
             .collect()
             .await;
@@ -289,11 +296,11 @@ impl OrderService {
     async fn apply_in_order(
         &self,
         events: Vec<ListedEvent>,
+        moot: &HashSet<String>,
     ) -> (Counts, Option<(String, DomainError)>) {
         let mut counts = Counts::default();
-        let skip = superseded(&events);
-        for (event, skip) in events.into_iter().zip(skip) {
-            if skip {
+        for event in events {
+            if moot.contains(&event.id) {
                 counts.add("superseded");
                 continue;
             }
@@ -324,6 +331,29 @@ impl OrderService {
     }
 }
 
+/// Events grouped by the PaymentIntent they are about, each group in list order, groups in
+/// the order of their first event; and how many are about no order (the webhook path ignores
+/// those too).
+fn by_intent(events: &[ListedEvent]) -> (Vec<(String, Vec<&ListedEvent>)>, u64) {
+    let mut groups: Vec<(String, Vec<&ListedEvent>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut ignored = 0;
+    for event in events {
+        let Some(intent) = intent_of(&event.event_type, &event.object) else {
+            ignored += 1;
+            continue;
+        };
+        match index.get(&intent) {
+            Some(&at) => groups[at].1.push(event),
+            None => {
+                index.insert(intent.clone(), groups.len());
+                groups.push((intent, vec![event]));
+            }
+        }
+    }
+    (groups, ignored)
+}
+
 /// Which of one intent's events (oldest first) a later event of the same list makes moot: a
 /// PaymentIntent state of an attempt under way or failed (`payment_failed`, `processing`,
 /// `requires_action`, ...), followed by a terminal state of the intent (`succeeded`,
@@ -336,9 +366,9 @@ impl OrderService {
 /// events of its own, which are applied. A webhook cannot do this: it sees one event. A skipped
 /// event is not written to the ledger; were it delivered later, it plans as older than the
 /// terminal state and changes nothing.
-fn superseded(events: &[ListedEvent]) -> Vec<bool> {
+fn superseded(events: &[&ListedEvent]) -> Vec<bool> {
     const TERMINAL: [&str; 2] = ["payment_intent.succeeded", "payment_intent.canceled"];
-    let intent_event = |e: &ListedEvent| e.event_type.starts_with("payment_intent.");
+    let intent_event = |e: &&ListedEvent| e.event_type.starts_with("payment_intent.");
     let last_terminal = events.iter().rposition(|e| TERMINAL.contains(&e.event_type.as_str()));
     let mut seen_intent = false;
     events
@@ -377,16 +407,18 @@ mod tests {
     /// terminal one are moot; charges, the first sighting and the terminal state are applied.
     #[test]
     fn an_attempts_intent_states_before_a_terminal_one_are_superseded() {
-        let events = |kinds: &[&str]| -> Vec<ListedEvent> {
+        // One intent's events of these types, in this order: which are moot.
+        let moot = |kinds: &[&str]| -> Vec<bool> {
             let event = |(n, kind): (usize, &&str)| ListedEvent {
                 id: format!("evt_{n}"),
                 event_type: kind.to_string(),
                 created: 1,
                 object: Value::Null,
             };
-            kinds.iter().enumerate().map(event).collect()
+            let events: Vec<ListedEvent> = kinds.iter().enumerate().map(event).collect();
+            superseded(&events.iter().collect::<Vec<_>>())
         };
-        let retried = events(&[
+        let retried = moot(&[
             "payment_intent.created",
             "charge.failed",
             "payment_intent.payment_failed",
@@ -395,21 +427,45 @@ mod tests {
             "payment_intent.succeeded",
             "charge.updated",
         ]);
-        assert_eq!(superseded(&retried), [false, false, true, true, false, false, false]);
+        assert_eq!(retried, [false, false, true, true, false, false, false]);
         // No terminal state after it: the failure is the newest the list knows.
         let failed =
-            events(&["payment_intent.created", "charge.failed", "payment_intent.payment_failed"]);
-        assert_eq!(superseded(&failed), [false; 3]);
+            moot(&["payment_intent.created", "charge.failed", "payment_intent.payment_failed"]);
+        assert_eq!(failed, [false; 3]);
         // No intent event before it (its order may not be cached): applied, as a webhook.
-        let late = events(&["payment_intent.payment_failed", "payment_intent.canceled"]);
-        assert_eq!(superseded(&late), [false; 2]);
+        let late = moot(&["payment_intent.payment_failed", "payment_intent.canceled"]);
+        assert_eq!(late, [false; 2]);
         // After the terminal state: applied (it plans as older and changes nothing).
-        let after = events(&[
+        let after = moot(&[
             "payment_intent.created",
             "payment_intent.succeeded",
             "payment_intent.processing",
         ]);
-        assert_eq!(superseded(&after), [false; 3]);
+        assert_eq!(after, [false; 3]);
+    }
+
+    /// Events of one intent in two chunks are one group: grouping runs over the whole list.
+    #[test]
+    fn events_group_by_intent_in_list_order() {
+        let event = |id: &str, kind: &str, intent: &str| ListedEvent {
+            id: id.to_string(),
+            event_type: kind.to_string(),
+            created: 1,
+            object: serde_json::json!({ "id": intent, "payment_intent": intent }),
+        };
+        let events = [
+            event("evt_1", "payment_intent.created", "pi_a"),
+            event("evt_2", "payment_intent.created", "pi_b"),
+            event("evt_3", "customer.created", "cus_1"),
+            event("evt_4", "payment_intent.succeeded", "pi_a"),
+        ];
+        let (groups, ignored) = by_intent(&events);
+        let ids: Vec<(&str, Vec<&str>)> = groups
+            .iter()
+            .map(|(intent, group)| (intent.as_str(), group.iter().map(|e| e.id.as_str()).collect()))
+            .collect();
+        assert_eq!(ids, [("pi_a", vec!["evt_1", "evt_4"]), ("pi_b", vec!["evt_2"])]);
+        assert_eq!(ignored, 1);
     }
 
     /// The schedule's answer keeps the sweep's fields and adds the catch-up's.
