@@ -7,7 +7,7 @@
 
 use chrono::Utc;
 use dashboard_client::types::OrderStatus;
-use dashboard_client::ClientInfo;
+use dashboard_client::{Client, ClientInfo};
 use dashboard_server::storage::checkpoint::CATCH_UP_CHECKPOINT_ID;
 use dashboard_tests::raw::Table;
 use dashboard_tests::{Options, TestServer};
@@ -20,6 +20,17 @@ const EVENTS_LIST: &str = "/v1/events";
 
 async fn lambda_server() -> TestServer {
     TestServer::start_with(Options { lambda_events: true, ..Default::default() }).await
+}
+
+/// A linked member of `server` with the catch-up's checkpoint an hour ago and Stripe's clock
+/// half an hour ago, so what the test does at Stripe next lies between the checkpoint and now.
+/// Returns the member's client, its customer and now.
+async fn member_behind_checkpoint(server: &TestServer, user: &str) -> (Client, String, i64) {
+    let (client, customer) = server.linked_member(user).await;
+    let now = Utc::now().timestamp();
+    put_checkpoint(server, now - 3_600).await;
+    server.stripe.set_clock(now - 1_800);
+    (client, customer, now)
 }
 
 /// One run of the daily schedule, as EventBridge Scheduler sends it through the adapter.
@@ -89,10 +100,7 @@ fn count(value: &Value) -> u64 {
 #[tokio::test]
 async fn undelivered_changes_show_up_after_one_run_with_one_list_request_per_hundred_events() {
     let server = lambda_server().await;
-    let (client, customer) = server.linked_member("catch-up").await;
-    let now = Utc::now().timestamp();
-    put_checkpoint(&server, now - 3_600).await;
-    server.stripe.set_clock(now - 1_800);
+    let (client, customer, now) = member_behind_checkpoint(&server, "catch-up").await;
     let events = undelivered_orders(&server, &customer, 40);
     assert!(events > 100, "more than one page of events ({events})");
     let pages = events.div_ceil(100) as u64;
@@ -130,10 +138,7 @@ async fn undelivered_changes_show_up_after_one_run_with_one_list_request_per_hun
 #[tokio::test]
 async fn a_declined_then_paid_order_costs_the_catch_up_no_refetch() {
     let server = lambda_server().await;
-    let (client, customer) = server.linked_member("catch-up-retried").await;
-    let now = Utc::now().timestamp();
-    put_checkpoint(&server, now - 3_600).await;
-    server.stripe.set_clock(now - 1_800);
+    let (client, customer, _) = member_behind_checkpoint(&server, "catch-up-retried").await;
     // Six events first, then five per declined order: the 19th's `payment_failed` is the
     // 99th event and its `succeeded` the 101st, in the next chunk.
     assert_eq!(undelivered_orders(&server, &customer, 2), 6);
@@ -319,10 +324,7 @@ async fn an_event_deferred_and_never_applied_is_applied_by_the_next_catch_up() {
         ..Default::default()
     })
     .await;
-    let (client, customer) = server.linked_member("lost-message").await;
-    let now = Utc::now().timestamp();
-    put_checkpoint(&server, now - 3_600).await;
-    server.stripe.set_clock(now - 1_800);
+    let (client, customer, _) = member_behind_checkpoint(&server, "lost-message").await;
     let pi =
         server.stripe.create_payment_intent(&customer, 700, "usd", &[ItemSpec::new("Pin", 1, 700)]);
     server.stripe.succeed(&pi);
