@@ -444,7 +444,9 @@ mod tests {
         assert_eq!(after, [false; 3]);
     }
 
-    /// Events of one intent in two chunks are one group: grouping runs over the whole list.
+    /// `by_intent` puts an intent's events into one group wherever they sit in the list (the
+    /// catch-up groups the whole list so that chunks cannot split one), in list order, and
+    /// counts the events about no order.
     #[test]
     fn events_group_by_intent_in_list_order() {
         let event = |id: &str, kind: &str, intent: &str| ListedEvent {
